@@ -1,0 +1,42 @@
+"""ONNX FP32 → INT8 by ONNX Runtime's dynamic quantization, and how often INT8 picks FP32's label."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .onnx_export import run_onnx
+
+
+@dataclass(frozen=True)
+class QuantizationConfig:
+    per_channel: bool = True
+    # Set on CPUs without VNNI, whose 8-bit multiply-add can saturate on full-range weights.
+    reduce_range: bool = False
+
+
+def quantize_int8(fp32_path: Path, int8_path: Path, cfg: QuantizationConfig) -> Path:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        str(fp32_path),
+        str(int8_path),
+        weight_type=QuantType.QInt8,
+        per_channel=cfg.per_channel,
+        reduce_range=cfg.reduce_range,
+    )
+    return int8_path
+
+
+def label_agreement(fp32_session, int8_session, rows: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """Share of real token positions where INT8's argmax label equals FP32's."""
+    same = total = 0
+    for input_ids, attention_mask in rows:
+        real = attention_mask.astype(bool)
+        fp32 = run_onnx(fp32_session, input_ids, attention_mask).argmax(-1)[real]
+        int8 = run_onnx(int8_session, input_ids, attention_mask).argmax(-1)[real]
+        same += int((fp32 == int8).sum())
+        total += int(real.sum())
+    return same / max(total, 1)

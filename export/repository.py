@@ -1,0 +1,145 @@
+"""Lays out a Triton model repository from the templates in ``model_repository/``.
+
+    <output>/ner/config.pbtxt, ner/1/            ensemble, INT8 encoder (the default)
+    <output>/ner_fp32/config.pbtxt, ner_fp32/1/  ensemble, FP32 encoder
+    <output>/tokenizer/1/{model.py, tokenizer.json, ner_pipeline/}
+    <output>/encoder_int8/1/model.onnx (+ model.py in the python form), encoder_fp32/ likewise
+    <output>/decoder/1/{model.py, labels.json, crf.npz, ner_pipeline/}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from string import Template
+
+import numpy as np
+
+from ner_pipeline.crf import CrfParameters
+from ner_pipeline.tagging import entity_types
+from ner_pipeline.windows import WindowConfig
+
+from .paths import REPO_ROOT
+
+TEMPLATES = REPO_ROOT / "model_repository"
+PIPELINE_PACKAGE = REPO_ROOT / "ner_pipeline"
+ENSEMBLES = {"ner": ("encoder_int8", "int8"), "ner_fp32": ("encoder_fp32", "fp32")}
+ENCODER_BACKENDS = ("python", "onnxruntime")
+
+
+@dataclass(frozen=True)
+class RepositoryConfig:
+    encoder_backend: str = "python"  # "onnxruntime" for Triton's native backend (the official container)
+    max_texts_per_request: int = 64
+    window: WindowConfig = WindowConfig()
+    encoder_instances: int = 1
+    tokenizer_instances: int = 1
+    decoder_instances: int = 1
+    # Both encoders share 2 cores; each ONNX Runtime session gets them all, as only one is busy at a time.
+    intra_op_threads: int = 2
+    max_queue_delay_us: int = 1000
+    max_queue_size: int = 256
+    queue_timeout_us: int = 30_000_000
+    max_tokens_per_run: int = 8192
+    response_cache: bool = True
+
+    def __post_init__(self) -> None:
+        if self.encoder_backend not in ENCODER_BACKENDS:
+            raise ValueError(f"encoder_backend must be one of {ENCODER_BACKENDS}, not {self.encoder_backend!r}")
+        if self.max_queue_delay_us > 2000:
+            raise ValueError("max_queue_delay_us above 2000 would add visible latency at low load")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fill(template: Path, destination: Path, values: dict) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.write_text(Template(template.read_text()).substitute(values))
+
+
+def _copy_pipeline(version_dir: Path) -> None:
+    shutil.copytree(PIPELINE_PACKAGE, version_dir / "ner_pipeline", ignore=shutil.ignore_patterns("__pycache__"),
+                    dirs_exist_ok=True)
+
+
+def write_repository(
+    output: Path,
+    onnx_files: dict[str, Path],
+    tokenizer_json: Path,
+    labels: list[str],
+    scheme: str,
+    crf: CrfParameters | None,
+    cfg: RepositoryConfig,
+) -> dict[str, str]:
+    """Writes every model folder and config; returns the sha256 of each written file, by relative path."""
+    output.mkdir(parents=True, exist_ok=True)
+    window = cfg.window
+    common = {
+        **{k: v for k, v in asdict(cfg).items() if not isinstance(v, dict)},
+        "max_batch_size": cfg.max_texts_per_request,
+        "max_text_chars": window.max_text_chars,
+        "window_tokens": window.window_tokens,
+        "overlap_tokens": window.overlap_tokens,
+        "length_buckets": ",".join(map(str, window.length_buckets)),
+        "max_rows_per_request": window.max_rows_per_request,
+        "num_labels": len(labels),
+        "labels": ",".join(labels),
+        "entity_types": ",".join(entity_types(labels)),
+        "scheme": scheme,
+        "crf": "true" if crf is not None else "false",
+        "response_cache": "true" if cfg.response_cache else "false",
+    }
+
+    tokenizer_dir = output / "tokenizer" / "1"
+    tokenizer_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(TEMPLATES / "tokenizer" / "1" / "model.py", tokenizer_dir / "model.py")
+    shutil.copyfile(tokenizer_json, tokenizer_dir / "tokenizer.json")
+    _copy_pipeline(tokenizer_dir)
+    _fill(TEMPLATES / "tokenizer" / "config.pbtxt", output / "tokenizer" / "config.pbtxt",
+          {**common, "tokenizer_sha256": sha256(tokenizer_dir / "tokenizer.json")})
+
+    decoder_dir = output / "decoder" / "1"
+    decoder_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(TEMPLATES / "decoder" / "1" / "model.py", decoder_dir / "model.py")
+    (decoder_dir / "labels.json").write_text(json.dumps(labels, ensure_ascii=False))
+    crf_file = decoder_dir / "crf.npz"
+    if crf is not None:
+        np.savez(crf_file, transitions=crf.transitions, start_transitions=crf.start_transitions,
+                 end_transitions=crf.end_transitions)
+    elif crf_file.exists():
+        crf_file.unlink()
+    _copy_pipeline(decoder_dir)
+    decoder_hash = hashlib.sha256(
+        "".join(sha256(p) for p in sorted(decoder_dir.glob("*")) if p.is_file()).encode()).hexdigest()
+    _fill(TEMPLATES / "decoder" / "config.pbtxt", output / "decoder" / "config.pbtxt",
+          {**common, "decoder_sha256": decoder_hash})
+
+    for ensemble, (encoder, precision) in ENSEMBLES.items():
+        encoder_dir = output / encoder / "1"
+        encoder_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(onnx_files[precision], encoder_dir / "model.onnx")
+        python_model = encoder_dir / "model.py"
+        if cfg.encoder_backend == "python":
+            shutil.copyfile(TEMPLATES / "encoder" / "1" / "model.py", python_model)
+        elif python_model.exists():
+            python_model.unlink()
+        values = {**common, "name": encoder, "precision": precision, "onnx_sha256": sha256(encoder_dir / "model.onnx")}
+        _fill(TEMPLATES / "encoder" / f"config.{cfg.encoder_backend}.pbtxt", output / encoder / "config.pbtxt", values)
+        (output / ensemble / "1").mkdir(parents=True, exist_ok=True)
+        _fill(TEMPLATES / "ensemble" / "config.pbtxt", output / ensemble / "config.pbtxt",
+              {**common, "name": ensemble, "encoder": encoder, "precision": precision})
+
+    return {
+        str(path.relative_to(output)): sha256(path)
+        for path in sorted(output.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts and path.name != "export_report.json"
+    }

@@ -1,0 +1,56 @@
+"""Triton Python-backend model `tokenizer`: UTF-8 texts → encoder rows (windows padded to a length bucket).
+
+Outputs, one row per window (a request of B texts yields N ≥ B rows):
+  input_ids, attention_mask  INT64 [N, L]   for the encoder
+  word_spans                 INT32 [N, L, 2] code-point span of the word a position scores, (-1, -1) otherwise
+  text_index                 INT32 [N, 1]    which text of the request the row belongs to
+  source_text                BYTES [N, 1]    the text itself on its first row, empty on the others
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from ner_pipeline import InputRejected, WindowConfig, decode_utf8, encode_texts, load_tokenizer  # noqa: E402
+
+
+def model_parameters(args) -> dict:
+    config = json.loads(args["model_config"])
+    return {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.config = WindowConfig.from_parameters(model_parameters(args))
+        here = os.path.dirname(os.path.abspath(__file__))
+        self.tokenizer = load_tokenizer(os.path.join(here, "tokenizer.json"))
+
+    def _encode(self, request):
+        raw = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)
+        texts = [decode_utf8(value, position) for position, value in enumerate(raw)]
+        batch = encode_texts(self.tokenizer, texts, self.config)
+        source_text = np.full((batch.rows, 1), b"", dtype=np.object_)
+        first_rows = np.unique(batch.text_index, return_index=True)[1]
+        for row in first_rows:
+            source_text[row, 0] = raw[batch.text_index[row]]
+        return [
+            pb_utils.Tensor("input_ids", batch.input_ids),
+            pb_utils.Tensor("attention_mask", batch.attention_mask),
+            pb_utils.Tensor("word_spans", batch.word_spans),
+            pb_utils.Tensor("text_index", batch.text_index.reshape(-1, 1)),
+            pb_utils.Tensor("source_text", source_text),
+        ]
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            try:
+                responses.append(pb_utils.InferenceResponse(output_tensors=self._encode(request)))
+            except InputRejected as err:
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(err))))
+        return responses

@@ -1,0 +1,72 @@
+"""Linear-chain CRF inference in NumPy: Viterbi paths and per-position marginal probabilities.
+
+Conventions follow the common PyTorch CRF layers (and RaNER's head): ``transitions[i, j]`` scores the move from
+tag i to tag j, ``start_transitions`` is added at the first position and ``end_transitions`` at the last.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CrfParameters:
+    transitions: np.ndarray  # [C, C]
+    start_transitions: np.ndarray  # [C]
+    end_transitions: np.ndarray  # [C]
+
+    @classmethod
+    def from_npz(cls, path: str) -> "CrfParameters":
+        with np.load(path) as data:
+            return cls(*(data[name].astype(np.float64) for name in ("transitions", "start_transitions", "end_transitions")))
+
+
+def viterbi(emissions: np.ndarray, crf: CrfParameters) -> np.ndarray:
+    """Best tag path for emissions [n, C]."""
+    n = emissions.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    emissions = emissions.astype(np.float64)
+    score = crf.start_transitions + emissions[0]
+    backpointers = np.zeros((n, emissions.shape[1]), dtype=np.int64)
+    for t in range(1, n):
+        candidates = score[:, None] + crf.transitions
+        backpointers[t] = candidates.argmax(axis=0)
+        score = candidates.max(axis=0) + emissions[t]
+    score = score + crf.end_transitions
+    path = np.empty(n, dtype=np.int64)
+    path[-1] = int(score.argmax())
+    for t in range(n - 1, 0, -1):
+        path[t - 1] = backpointers[t, path[t]]
+    return path
+
+
+def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
+    peak = x.max(axis=axis, keepdims=True)
+    return (peak + np.log(np.exp(x - peak).sum(axis=axis, keepdims=True))).squeeze(axis)
+
+
+def marginals(emissions: np.ndarray, crf: CrfParameters) -> np.ndarray:
+    """P(tag at position t = c | all emissions), by forward-backward; [n, C]."""
+    n, c = emissions.shape
+    if n == 0:
+        return np.zeros((0, c))
+    emissions = emissions.astype(np.float64)
+    alpha = np.empty((n, c))
+    beta = np.empty((n, c))
+    alpha[0] = crf.start_transitions + emissions[0]
+    for t in range(1, n):
+        alpha[t] = _logsumexp(alpha[t - 1][:, None] + crf.transitions, axis=0) + emissions[t]
+    beta[-1] = crf.end_transitions
+    for t in range(n - 2, -1, -1):
+        beta[t] = _logsumexp(crf.transitions + (emissions[t + 1] + beta[t + 1])[None, :], axis=1)
+    log_z = _logsumexp(alpha[-1] + crf.end_transitions, axis=0)
+    return np.exp(alpha + beta - log_z)
+
+
+def softmax(emissions: np.ndarray) -> np.ndarray:
+    shifted = emissions.astype(np.float64) - emissions.max(axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=-1, keepdims=True)

@@ -1,0 +1,142 @@
+"""Starts, waits for and stops a local tritonserver process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .layout import ServerLayout, ensure_layout
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class ServerConfig:
+    model_repository: Path
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    cache_bytes: int = 64 * 1024 * 1024
+    log_file: Path | None = None
+    layout_root: Path = REPO_ROOT / ".triton"
+    extra_args: list[str] = field(default_factory=list)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_command(cfg: ServerConfig, layout: ServerLayout) -> list[str]:
+    return [
+        str(layout.binary),
+        f"--model-repository={Path(cfg.model_repository).resolve()}",
+        f"--backend-directory={layout.backends}",
+        f"--cache-directory={layout.caches}",
+        f"--cache-config=local,size={cfg.cache_bytes}",
+        f"--http-address={cfg.host}",
+        f"--http-port={cfg.http_port}",
+        f"--grpc-address={cfg.host}",
+        f"--grpc-port={cfg.grpc_port}",
+        f"--metrics-address={cfg.host}",
+        f"--metrics-port={cfg.metrics_port}",
+        # No loading or unloading of models over the API: a served repository only changes by a restart.
+        "--model-control-mode=none",
+        "--strict-readiness=true",
+        "--exit-on-error=true",
+        *cfg.extra_args,
+    ]
+
+
+class TritonServer:
+    def __init__(self, cfg: ServerConfig):
+        self.cfg = cfg
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.cfg.host}:{self.cfg.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.cfg.host}:{self.cfg.grpc_port}"
+
+    def start(self, timeout: float = 120.0) -> "TritonServer":
+        layout = ensure_layout(self.cfg.layout_root)
+        log_path = self.cfg.log_file or Path(self.cfg.model_repository).resolve().parent / "tritonserver.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "ab")
+        self.process = subprocess.Popen(server_command(self.cfg, layout), stdout=log, stderr=subprocess.STDOUT,
+                                        env=layout.environment(), start_new_session=True)
+        log.close()
+        self.log_path = log_path
+        self.wait_ready(timeout)
+        return self
+
+    def is_ready(self) -> bool:
+        return is_ready(self.cfg.host, self.cfg.http_port)
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"tritonserver exited with code {self.process.returncode}; "
+                                   f"log {self.log_path}:\n{tail(self.log_path)}")
+            if self.is_ready():
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"tritonserver not ready after {timeout:.0f} s; log {self.log_path}:\n{tail(self.log_path)}")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.process is not None:
+            stop_process_group(self.process.pid, timeout)
+            self.process.wait()
+            self.process = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def is_ready(host: str, http_port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{host}:{http_port}/v2/health/ready", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def stop_process_group(pid: int, timeout: float = 30.0) -> None:
+    """SIGTERM to the server and its model processes, SIGKILL if they outlive ``timeout``."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

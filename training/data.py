@@ -1,0 +1,269 @@
+"""MSRA-style BIO data: reading, tokenisation into the server's word units, chunking and batching.
+
+The serving path (see the decoder model) tokenises a text with the bert-base-chinese fast tokenizer, wraps it as
+``[CLS] tokens [SEP]`` and scores only the first sub-token of every word (``word_ids``: each CJK character alone, a
+Latin/digit run one word). Training reproduces exactly that: a sentence's characters are joined into one string,
+tokenised, and each word is labelled with the tag of its first character.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
+CLS_ID, SEP_ID, PAD_ID = 101, 102, 0
+# Characters after which a long sentence is preferably cut into chunks.
+CUT_AFTER = set("。！？；，、：!?;,:")
+
+
+def default_data_dir() -> Path:
+    """``NER_DATA_DIR`` or ``../shared/data`` relative to the repository root."""
+    env = os.environ.get("NER_DATA_DIR")
+    return Path(env) if env else (REPO_ROOT.parent / "shared" / "data")
+
+
+def vocab_path(data_dir: Path) -> Path:
+    return Path(data_dir) / "vocab" / "bert-base-chinese-vocab.txt"
+
+
+def read_bio(path) -> list[tuple[list[str], list[str]]]:
+    """Read ``char<TAB>tag`` lines; a blank line ends a sentence; an empty tag reads as ``O``."""
+    sentences, chars, tags = [], [], []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                if chars:
+                    sentences.append((chars, tags))
+                    chars, tags = [], []
+                continue
+            char, _, tag = line.partition("\t")
+            tag = tag.strip() or "O"
+            if len(char) != 1:  # defensive: keep one code point per position
+                char = char[:1] or " "
+            chars.append(char)
+            tags.append(tag)
+    if chars:
+        sentences.append((chars, tags))
+    return sentences
+
+
+def split_train_dev(sentences, dev_size: int):
+    """Deterministic split: the last ``dev_size`` sentences of train are the dev set."""
+    if dev_size <= 0:
+        return sentences, []
+    return sentences[:-dev_size], sentences[-dev_size:]
+
+
+# --------------------------------------------------------------------------------------------------- tokenizer files
+def write_tokenizer_files(directory, vocab_file) -> None:
+    """Write vocab.txt, tokenizer_config.json and special_tokens_map.json for a bert-base-chinese tokenizer."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(vocab_file, directory / "vocab.txt")
+    specials = {
+        "unk_token": "[UNK]",
+        "sep_token": "[SEP]",
+        "pad_token": "[PAD]",
+        "cls_token": "[CLS]",
+        "mask_token": "[MASK]",
+    }
+    config = {
+        "tokenizer_class": "BertTokenizer",
+        "do_lower_case": True,
+        "tokenize_chinese_chars": True,
+        "strip_accents": None,
+        "model_max_length": 512,
+        "clean_up_tokenization_spaces": False,
+        **specials,
+    }
+    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    (directory / "special_tokens_map.json").write_text(json.dumps(specials, indent=2) + "\n")
+
+
+def load_tokenizer(directory, vocab_file=None):
+    """Load the fast tokenizer from a directory and check that ids equal vocab line numbers."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(directory))
+    if not getattr(tok, "is_fast", False):
+        raise RuntimeError("expected a fast tokenizer")
+    vocab_file = Path(vocab_file) if vocab_file else Path(directory) / "vocab.txt"
+    lines = vocab_file.read_text(encoding="utf-8").split("\n")
+    if lines and lines[-1] == "":
+        lines = lines[:-1]
+    # bert-base-chinese's vocab repeats 53 "##x" lines; the tokenizer (like the original) maps a repeated token to
+    # its last line. Every other token's id must be its line number.
+    last = {t: i for i, t in enumerate(lines)}
+    vocab = tok.get_vocab()
+    if max(vocab.values()) != len(lines) - 1 or len(vocab) != len(last):
+        raise RuntimeError(f"tokenizer vocab ({len(vocab)} tokens) does not match {vocab_file} ({len(lines)} lines)")
+    bad = [t for t, i in last.items() if vocab.get(t) != i]
+    if bad:
+        raise RuntimeError(f"token ids differ from vocab line numbers for {len(bad)} tokens, e.g. {bad[:5]}")
+    return tok
+
+
+# --------------------------------------------------------------------------------------------------- encoding
+@dataclass
+class Encoded:
+    """One sentence in the server's units (no [CLS]/[SEP])."""
+
+    token_ids: list[int]
+    word_token: list[int]  # index (into token_ids) of each word's first sub-token
+    word_char_start: list[int]  # first character of each word
+    word_char_end: list[int]  # one past the last character covered by the word
+    word_labels: list[int]  # label id of each word (its first character's tag); -1 if unknown
+    n_chars: int = 0
+    chars: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+
+
+def encode_sentences(tokenizer, sentences, label2id=None, batch_size: int = 2000) -> list[Encoded]:
+    label2id = label2id or {l: i for i, l in enumerate(LABELS)}
+    out: list[Encoded] = []
+    for start in range(0, len(sentences), batch_size):
+        chunk = sentences[start : start + batch_size]
+        texts = ["".join(chars) for chars, _ in chunk]
+        enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+        for b, (chars, tags) in enumerate(chunk):
+            ids = enc["input_ids"][b]
+            offsets = enc["offset_mapping"][b]
+            wids = enc.word_ids(b)
+            word_token, wstart, wend, wlab = [], [], [], []
+            prev = None
+            for k, w in enumerate(wids):
+                if w is None:
+                    continue
+                if w != prev:
+                    word_token.append(k)
+                    s = offsets[k][0]
+                    wstart.append(s)
+                    wend.append(offsets[k][1])
+                    wlab.append(label2id.get(tags[s], -1) if tags else -1)
+                else:
+                    wend[-1] = max(wend[-1], offsets[k][1])
+                prev = w
+            out.append(Encoded(ids, word_token, wstart, wend, wlab, len(chars), chars, tags))
+    return out
+
+
+def _cut_points(e: Encoded, max_tokens: int) -> list[int]:
+    """Word indices at which to start new chunks so that each chunk has at most ``max_tokens`` tokens."""
+    n_words = len(e.word_token)
+    starts = [0]
+    while True:
+        w0 = starts[-1]
+        t0 = e.word_token[w0]
+        if len(e.token_ids) - t0 <= max_tokens:
+            return starts
+        # last word that can start the next chunk: its first token index - t0 <= max_tokens
+        limit = w0 + 1
+        while limit < n_words and e.word_token[limit] - t0 <= max_tokens:
+            limit += 1
+        limit -= 1  # words w0..limit-1 fit entirely; next chunk may start at `limit`
+        limit = max(limit, w0 + 1)
+        best = None
+        for w in range(limit, max(w0 + 1, limit - max_tokens // 2), -1):
+            prev_char = e.chars[e.word_char_start[w - 1]] if e.chars else ""
+            not_inside = e.word_labels[w] < 0 or not LABELS[e.word_labels[w]].startswith("I-")
+            if prev_char in CUT_AFTER and not_inside:
+                best = w
+                break
+            if best is None and not_inside:
+                best = w  # fallback: an entity boundary
+        starts.append(best if best is not None else limit)
+
+
+@dataclass
+class Chunk:
+    input_ids: np.ndarray  # [CLS] tokens [SEP]
+    word_pos: np.ndarray  # positions (in input_ids) of the scored tokens
+    labels: np.ndarray
+
+
+def make_chunks(encoded: list[Encoded], max_tokens: int) -> list[Chunk]:
+    """Cut sentences into chunks of at most ``max_tokens`` tokens (including [CLS] and [SEP])."""
+    body = max_tokens - 2
+    chunks = []
+    for e in encoded:
+        if not e.word_token:
+            continue
+        starts = _cut_points(e, body) + [len(e.word_token)]
+        for a, b in zip(starts[:-1], starts[1:]):
+            t0 = e.word_token[a]
+            t1 = e.word_token[b] if b < len(e.word_token) else len(e.token_ids)
+            ids = [CLS_ID] + e.token_ids[t0:t1] + [SEP_ID]
+            pos = [t - t0 + 1 for t in e.word_token[a:b]]
+            chunks.append(
+                Chunk(np.asarray(ids, np.int64), np.asarray(pos, np.int64), np.asarray(e.word_labels[a:b], np.int64))
+            )
+    return chunks
+
+
+def collate(chunks: list[Chunk]):
+    """Right-padded batch tensors (numpy): input_ids, attention_mask, word_pos, word_mask, labels."""
+    B = len(chunks)
+    L = max(len(c.input_ids) for c in chunks)
+    T = max(len(c.word_pos) for c in chunks)
+    ids = np.zeros((B, L), np.int64)
+    mask = np.zeros((B, L), np.int64)
+    pos = np.zeros((B, T), np.int64)
+    wmask = np.zeros((B, T), bool)
+    labels = np.zeros((B, T), np.int64)
+    for i, c in enumerate(chunks):
+        ids[i, : len(c.input_ids)] = c.input_ids
+        mask[i, : len(c.input_ids)] = 1
+        n = len(c.word_pos)
+        pos[i, :n] = c.word_pos
+        wmask[i, :n] = True
+        labels[i, :n] = np.maximum(c.labels, 0)
+    return ids, mask, pos, wmask, labels
+
+
+def bucket_batches(chunks: list[Chunk], max_batch_tokens: int, max_batch_size: int, rng: random.Random,
+                   shuffle: bool = True):
+    """Group chunks of similar length: sort by length (with jitter), cut by padded token budget, shuffle batches."""
+    if shuffle:
+        order = sorted(range(len(chunks)), key=lambda i: (len(chunks[i].input_ids) + rng.random() * 4))
+    else:
+        order = sorted(range(len(chunks)), key=lambda i: len(chunks[i].input_ids))
+    batches, cur, cur_max = [], [], 0
+    for i in order:
+        n = len(chunks[i].input_ids)
+        new_max = max(cur_max, n)
+        if cur and (new_max * (len(cur) + 1) > max_batch_tokens or len(cur) >= max_batch_size):
+            batches.append(cur)
+            cur, new_max = [], n
+        cur.append(i)
+        cur_max = new_max
+    if cur:
+        batches.append(cur)
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+# --------------------------------------------------------------------------------------------------- char-level tags
+def word_tags_to_char_tags(e: Encoded, word_tags: list[str]) -> list[str]:
+    """Map predicted word tags back to characters.
+
+    The word's first character takes the word's tag; the word's following characters take ``I-<type>`` when the word
+    is inside an entity, else ``O``. Characters that belong to no word are ``O``.
+    """
+    out = ["O"] * e.n_chars
+    for s, end, tag in zip(e.word_char_start, e.word_char_end, word_tags):
+        out[s] = tag
+        inner = "I-" + tag[2:] if tag != "O" else "O"
+        for c in range(s + 1, min(end, e.n_chars)):
+            out[c] = inner
+    return out

@@ -1,0 +1,277 @@
+"""Train the default Chinese NER model (LAC BiGRU + CRF) on MSRA on CPU.
+
+Every flag can also be given as an environment variable ``NER_TRAIN_<FLAG>`` (e.g. ``--epochs`` ↔
+``NER_TRAIN_EPOCHS``, ``--max-minutes`` ↔ ``NER_TRAIN_MAX_MINUTES``); ``--data-dir`` also reads ``NER_DATA_DIR``.
+The command line wins over the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data as D
+from .evaluate import evaluate
+from .model import LacBiGruCrf, label_config
+
+FLAGS = [
+    # name, type, default, help
+    ("output", str, "models/default", "checkpoint directory (the best dev-F1 checkpoint is saved here)"),
+    ("data-dir", str, None, "folder holding msra/{train,test}.bio and vocab/ (default: NER_DATA_DIR or ../shared/data)"),
+    ("init", str, "lac", "encoder initialisation: lac (pretrained Baidu LAC) or random"),
+    ("epochs", float, 2.0, "passes over the training chunks (fractions allowed)"),
+    ("max-steps", int, 0, "stop after this many steps (0: no limit beyond --epochs)"),
+    ("max-minutes", float, 55.0, "hard stop on wall time (the schedule is by steps; this is a safety net)"),
+    ("batch-tokens", int, 4096, "padded tokens per batch at most"),
+    ("batch-size", int, 64, "chunks per batch at most"),
+    ("max-chunk-tokens", int, 128, "long sentences are cut into chunks of at most this many tokens"),
+    ("lr", float, 2e-3, "peak learning rate of the encoder (AdamW)"),
+    ("head-lr", float, 5e-3, "peak learning rate of the emission head"),
+    ("crf-lr", float, 2e-2, "peak learning rate of the CRF"),
+    ("embed-lr-scale", float, 1.0, "multiplier of --lr for the embedding"),
+    ("weight-decay", float, 0.0, "AdamW weight decay (not on biases, norms or the CRF)"),
+    ("warmup", float, 0.03, "linear warm-up, fraction of the steps"),
+    ("min-lr-ratio", float, 0.0, "linear decay ends at this fraction of the peak"),
+    ("grad-clip", float, 5.0, "gradient norm clip"),
+    ("dropout", float, 0.1, "dropout on embeddings and between layers"),
+    ("num-gru-layers", int, 2, "BiGRU layers (LAC has 2; extra ones start random)"),
+    ("num-attention-layers", int, 0, "self-attention layers on top of the GRUs"),
+    ("dev-size", int, 3000, "the last N training sentences form the dev split"),
+    ("train-limit", int, 0, "use only the first N training sentences (0: all; for smoke tests)"),
+    ("dev-limit", int, 0, "use only the first N dev sentences (0: all)"),
+    ("eval-every", int, 400, "steps between dev evaluations"),
+    ("seed", int, 13, "random seed"),
+    ("threads", int, 2, "torch intra-op threads"),
+    ("no-progress", int, 0, "1: no tqdm bar"),
+]
+
+
+def env_name(flag: str) -> str:
+    return "NER_TRAIN_" + flag.upper().replace("-", "_")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m training", description=__doc__,
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for name, typ, default, help_ in FLAGS:
+        env = os.environ.get(env_name(name))
+        if name == "data-dir" and env is None:
+            env = os.environ.get("NER_DATA_DIR")
+        value = typ(env) if env is not None else default
+        ap.add_argument("--" + name, type=typ, default=value, help=f"{help_} [env {env_name(name)}]")
+    return ap.parse_args(argv)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def build_model(args, labels, vocab_lines) -> LacBiGruCrf:
+    cfg = {
+        **label_config(labels),
+        "vocab_size": len(vocab_lines),
+        "num_gru_layers": args.num_gru_layers,
+        "num_attention_layers": args.num_attention_layers,
+        "dropout": args.dropout,
+    }
+    model = LacBiGruCrf(cfg)
+    if args.init == "lac":
+        from . import lac as L
+
+        lac = L.load_lac()
+        with torch.no_grad():
+            model.embed.weight.copy_(torch.from_numpy(L.bert_embedding_matrix(vocab_lines, lac)))
+            # [CLS] and [SEP] have no LAC counterpart: start them at zero (a neutral input)
+            model.embed.weight[D.CLS_ID].zero_()
+            model.embed.weight[D.SEP_ID].zero_()
+            for i, layer in enumerate(L.gru_state_dicts(lac)[: args.num_gru_layers]):
+                for d in ("fwd", "bwd"):
+                    getattr(model.grus[i], d).load_state_dict({k: torch.from_numpy(v) for k, v in layer[d].items()})
+            if args.num_attention_layers == 0 and args.num_gru_layers == 2:
+                w, b = L.head_init(labels, lac)
+                model.head.weight.copy_(torch.from_numpy(w))
+                model.head.bias.copy_(torch.from_numpy(b))
+            crf = L.crf_init(labels, lac)
+            for k, v in crf.items():
+                getattr(model.crf, k).copy_(torch.from_numpy(v))
+    model.config["init"] = args.init
+    return model
+
+
+def param_groups(model, args):
+    groups = {"embed": [], "encoder": [], "encoder_nd": [], "head": [], "crf": []}
+    for name, p in model.named_parameters():
+        if name.startswith("crf."):
+            groups["crf"].append(p)
+        elif name.startswith("head."):
+            groups["head"].append(p)
+        elif name.startswith("embed."):
+            groups["embed"].append(p)
+        elif p.ndim < 2:
+            groups["encoder_nd"].append(p)
+        else:
+            groups["encoder"].append(p)
+    return [
+        {"params": groups["embed"], "lr": args.lr * args.embed_lr_scale, "weight_decay": 0.0},
+        {"params": groups["encoder"], "lr": args.lr, "weight_decay": args.weight_decay},
+        {"params": groups["encoder_nd"], "lr": args.lr, "weight_decay": 0.0},
+        {"params": groups["head"], "lr": args.head_lr, "weight_decay": 0.0},
+        {"params": groups["crf"], "lr": args.crf_lr, "weight_decay": 0.0},
+    ]
+
+
+def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
+    if step < warmup:
+        return (step + 1) / max(1, warmup)
+    frac = (step - warmup) / max(1, total - warmup)
+    return max(min_ratio, 1.0 - (1.0 - min_ratio) * frac)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    t_start = time.time()
+    torch.set_num_threads(args.threads)
+    seed_everything(args.seed)
+    data_dir = Path(args.data_dir) if args.data_dir else D.default_data_dir()
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+
+    # tokenizer: written into the checkpoint directory, then loaded from there (never from a vocab_file argument)
+    vfile = D.vocab_path(data_dir)
+    D.write_tokenizer_files(out, vfile)
+    tok = D.load_tokenizer(out, vfile)
+    vocab_lines = (out / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    if vocab_lines[-1] == "":
+        vocab_lines = vocab_lines[:-1]
+
+    labels = list(D.LABELS)
+    label2id = {l: i for i, l in enumerate(labels)}
+    sents = D.read_bio(data_dir / "msra" / "train.bio")
+    train_s, dev_s = D.split_train_dev(sents, args.dev_size)
+    if args.train_limit:
+        train_s = train_s[: args.train_limit]
+    if args.dev_limit:
+        dev_s = dev_s[: args.dev_limit]
+    train_enc = D.encode_sentences(tok, train_s, label2id)
+    dev_enc = D.encode_sentences(tok, dev_s, label2id)
+    chunks = D.make_chunks(train_enc, args.max_chunk_tokens)
+    n_tokens = sum(len(c.input_ids) for c in chunks)
+    print(f"train: {len(train_s)} sentences → {len(chunks)} chunks, {n_tokens} tokens; dev: {len(dev_s)} sentences "
+          f"({time.time() - t_start:.0f}s)", flush=True)
+
+    model = build_model(args, labels, vocab_lines)
+    model.config["training"] = {k.replace("-", "_"): getattr(args, k.replace("-", "_")) for k, *_ in FLAGS
+                                if k not in ("output", "data-dir", "no-progress")}
+    model.train()
+    opt = torch.optim.AdamW(param_groups(model, args), betas=(0.9, 0.999), eps=1e-8)
+    base_lrs = [g["lr"] for g in opt.param_groups]
+
+    rng = random.Random(args.seed)
+    batches_per_epoch = len(D.bucket_batches(chunks, args.batch_tokens, args.batch_size, random.Random(0)))
+    total = int(math.ceil(args.epochs * batches_per_epoch))
+    if args.max_steps:
+        total = min(total, args.max_steps)
+    warmup = int(args.warmup * total)
+    print(f"{batches_per_epoch} batches per epoch; {total} steps planned", flush=True)
+
+    log = {"args": vars(args), "evals": []}
+    best = {"f1": -1.0}
+    step, loss_sum, loss_n = 0, 0.0, 0
+    first_losses, stopped = [], "steps"
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc="train", unit="step", dynamic_ncols=True, mininterval=2.0)
+
+    def do_eval():
+        nonlocal loss_sum, loss_n
+        t0 = time.time()
+        scores = evaluate(model, dev_enc, labels) if dev_enc else {"overall": {"precision": 0, "recall": 0, "f1": 0}}
+        o = scores["overall"]
+        entry = {
+            "step": step,
+            "epoch": round(step / batches_per_epoch, 3),
+            "minutes": round((time.time() - t_start) / 60, 2),
+            "loss": round(loss_sum / max(1, loss_n), 5),
+            "dev_precision": round(o["precision"], 3),
+            "dev_recall": round(o["recall"], 3),
+            "dev_f1": round(o["f1"], 3),
+            "dev_per_type": {k: {m: round(v[m], 3) for m in ("precision", "recall", "f1")}
+                             for k, v in scores.items() if k != "overall"},
+            "eval_seconds": round(time.time() - t0, 1),
+        }
+        log["evals"].append(entry)
+        loss_sum, loss_n = 0.0, 0
+        msg = (f"step {step} ({entry['minutes']} min) loss {entry['loss']:.4f} dev P/R/F1 "
+               f"{o['precision']:.2f}/{o['recall']:.2f}/{o['f1']:.2f}")
+        if o["f1"] > best["f1"]:
+            best.update(f1=o["f1"], step=step, scores=scores)
+            model.config["dev_scores"] = {"step": step, **scores}
+            model.save_pretrained(out)
+            msg += " (best, saved)"
+        (out / "training_log.json").write_text(json.dumps({**log, "best": best}, indent=2) + "\n")
+        (tqdm_write if bar else print)(msg)
+
+    def tqdm_write(msg):
+        from tqdm import tqdm
+
+        tqdm.write(msg)
+
+    deadline = t_start + args.max_minutes * 60
+    while step < total and stopped == "steps":
+        for batch in D.bucket_batches(chunks, args.batch_tokens, args.batch_size, rng):
+            if step >= total:
+                break
+            if time.time() > deadline:
+                stopped = "max-minutes"
+                break
+            f = lr_factor(step, total, warmup, args.min_lr_ratio)
+            for g, lr in zip(opt.param_groups, base_lrs):
+                g["lr"] = lr * f
+            ids, mask, pos, wmask, lab = (torch.from_numpy(a) for a in D.collate([chunks[i] for i in batch]))
+            loss = model.loss(ids, mask, pos, wmask, lab)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if args.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+            opt.step()
+            step += 1
+            lv = float(loss)
+            loss_sum += lv
+            loss_n += 1
+            if len(first_losses) < 20:
+                first_losses.append(lv)
+            if bar:
+                bar.update(1)
+                bar.set_postfix(loss=f"{lv:.3f}", best=f"{best['f1']:.2f}", refresh=False)
+            if args.eval_every and step % args.eval_every == 0 and step < total:
+                do_eval()
+    if loss_n or not log["evals"] or log["evals"][-1]["step"] != step:
+        do_eval()
+    if bar:
+        bar.close()
+    log["stopped_by"] = stopped
+    log["steps"] = step
+    log["first_losses"] = first_losses
+    log["train_minutes"] = round((time.time() - t_start) / 60, 2)
+    (out / "training_log.json").write_text(json.dumps({**log, "best": best}, indent=2) + "\n")
+    print(f"done: {step} steps in {log['train_minutes']} min; best dev F1 {best['f1']:.2f} at step {best.get('step')}; "
+          f"saved to {out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
