@@ -93,6 +93,9 @@ def load_checkpoint(directory: Path) -> Checkpoint:
     config = json.loads(config_path.read_text())
     labels = _labels(config, directory)
     model_type = config.get("model_type", "")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     if model_type in PROJECT_ARCHITECTURES:
         module_name, class_name = PROJECT_ARCHITECTURES[model_type].split(":")
         model = getattr(importlib.import_module(module_name), class_name).from_pretrained(directory).eval()

@@ -117,22 +117,33 @@ def is_ready(host: str, http_port: int) -> bool:
 
 
 def stop_process_group(pid: int, timeout: float = 30.0) -> None:
-    """SIGTERM to the server and its model processes, SIGKILL if they outlive ``timeout``."""
+    """SIGTERM to the server, which unloads its models and stops their processes; SIGKILL to whatever of the
+    group outlives ``timeout``. (Signalling the whole group at once leaves the server waiting on dead stubs.)"""
     try:
-        os.killpg(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
-        return
+        pass
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return
+    while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.1)
     try:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: fall back to probing
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def tail(path: Path, lines: int = 30) -> str:

@@ -93,8 +93,14 @@ def write_tokenizer_files(directory, vocab_file) -> None:
 def load_tokenizer(directory, vocab_file=None):
     """Load the fast tokenizer from a directory and check that ids equal vocab line numbers."""
     from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
-    tok = AutoTokenizer.from_pretrained(str(directory))
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # silence "model of type lac_bigru_crf" notes from reading config.json
+    try:
+        tok = AutoTokenizer.from_pretrained(str(directory))
+    finally:
+        hf_logging.set_verbosity(level)
     if not getattr(tok, "is_fast", False):
         raise RuntimeError("expected a fast tokenizer")
     vocab_file = Path(vocab_file) if vocab_file else Path(directory) / "vocab.txt"
@@ -134,7 +140,7 @@ def encode_sentences(tokenizer, sentences, label2id=None, batch_size: int = 2000
     for start in range(0, len(sentences), batch_size):
         chunk = sentences[start : start + batch_size]
         texts = ["".join(chars) for chars, _ in chunk]
-        enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+        enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         for b, (chars, tags) in enumerate(chunk):
             ids = enc["input_ids"][b]
             offsets = enc["offset_mapping"][b]

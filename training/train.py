@@ -45,6 +45,8 @@ FLAGS = [
     ("dropout", float, 0.1, "dropout on embeddings and between layers"),
     ("num-gru-layers", int, 2, "BiGRU layers (LAC has 2; extra ones start random)"),
     ("num-attention-layers", int, 0, "self-attention layers on top of the GRUs"),
+    ("hidden-size", int, 128, "GRU hidden size per direction (128 with --init lac)"),
+    ("embedding-dim", int, 128, "character embedding size (128 with --init lac)"),
     ("dev-size", int, 3000, "the last N training sentences form the dev split"),
     ("train-limit", int, 0, "use only the first N training sentences (0: all; for smoke tests)"),
     ("dev-limit", int, 0, "use only the first N dev sentences (0: all)"),
@@ -85,7 +87,11 @@ def build_model(args, labels, vocab_lines) -> LacBiGruCrf:
         "num_gru_layers": args.num_gru_layers,
         "num_attention_layers": args.num_attention_layers,
         "dropout": args.dropout,
+        "hidden_size": args.hidden_size,
+        "embedding_dim": args.embedding_dim,
     }
+    if args.init == "lac" and (args.hidden_size != 128 or args.embedding_dim != 128):
+        raise SystemExit("--init lac needs --hidden-size 128 and --embedding-dim 128")
     model = LacBiGruCrf(cfg)
     if args.init == "lac":
         from . import lac as L
@@ -189,7 +195,7 @@ def main(argv=None) -> int:
     log = {"args": vars(args), "evals": []}
     best = {"f1": -1.0}
     step, loss_sum, loss_n = 0, 0.0, 0
-    first_losses, stopped = [], "steps"
+    first_losses, last_losses, stopped = [], [], "steps"
     bar = None
     if not args.no_progress:
         from tqdm import tqdm
@@ -249,11 +255,13 @@ def main(argv=None) -> int:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
             opt.step()
             step += 1
-            lv = float(loss)
+            lv = float(loss.detach())
             loss_sum += lv
             loss_n += 1
             if len(first_losses) < 20:
                 first_losses.append(lv)
+            last_losses.append(lv)
+            del last_losses[:-20]
             if bar:
                 bar.update(1)
                 bar.set_postfix(loss=f"{lv:.3f}", best=f"{best['f1']:.2f}", refresh=False)
@@ -266,6 +274,7 @@ def main(argv=None) -> int:
     log["stopped_by"] = stopped
     log["steps"] = step
     log["first_losses"] = first_losses
+    log["last_losses"] = last_losses
     log["train_minutes"] = round((time.time() - t_start) / 60, 2)
     (out / "training_log.json").write_text(json.dumps({**log, "best": best}, indent=2) + "\n")
     print(f"done: {step} steps in {log['train_minutes']} min; best dev F1 {best['f1']:.2f} at step {best.get('step')}; "

