@@ -19,11 +19,9 @@ def parse_config(path: Path) -> model_config_pb2.ModelConfig:
     return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
 
 
-@pytest.fixture(scope="module", params=["python", "onnxruntime"])
-def repository(request, served, tmp_path_factory):
-    """The served repository, rewritten in each encoder form from the same ONNX files."""
+def rewrite_repository(served, out: Path, encoder_backend: str) -> Path:
+    """The served repository, rewritten in another encoder form from the same ONNX files."""
     source = served.repository
-    out = tmp_path_factory.mktemp(f"form-{request.param}")
     write_repository(
         out,
         {"fp32": source / "encoder_fp32" / "1" / "model.onnx", "int8": source / "encoder_int8" / "1" / "model.onnx"},
@@ -31,9 +29,14 @@ def repository(request, served, tmp_path_factory):
         served.checkpoint.labels,
         served.checkpoint.scheme,
         served.checkpoint.crf,
-        RepositoryConfig(encoder_backend=request.param),
+        RepositoryConfig(encoder_backend=encoder_backend),
     )
-    return request.param, out
+    return out
+
+
+@pytest.fixture(scope="module", params=["python", "onnxruntime"])
+def repository(request, served, tmp_path_factory):
+    return request.param, rewrite_repository(served, tmp_path_factory.mktemp(f"form-{request.param}"), request.param)
 
 
 def test_every_config_parses(repository):
