@@ -70,6 +70,11 @@ class TritonServer:
         return f"{self.cfg.host}:{self.cfg.grpc_port}"
 
     def start(self, timeout: float = 120.0) -> "TritonServer":
+        busy = [port for port in (self.cfg.http_port, self.cfg.grpc_port, self.cfg.metrics_port)
+                if port_in_use(self.cfg.host, port)]
+        if busy:
+            # Another server answering on our port would otherwise pass for ours in the readiness check.
+            raise RuntimeError(f"port(s) {busy} on {self.cfg.host} already in use; choose others")
         layout = ensure_layout(self.cfg.layout_root)
         log_path = self.cfg.log_file or Path(self.cfg.model_repository).resolve().parent / "tritonserver.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +95,7 @@ class TritonServer:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"tritonserver exited with code {self.process.returncode}; "
                                    f"log {self.log_path}:\n{tail(self.log_path)}")
-            if self.is_ready():
+            if self.is_ready() and self.process.poll() is None:
                 return
             time.sleep(0.2)
         raise TimeoutError(f"tritonserver not ready after {timeout:.0f} s; log {self.log_path}:\n{tail(self.log_path)}")
@@ -106,6 +111,15 @@ class TritonServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def port_in_use(host: str, port: int) -> bool:
+    probe = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+    try:
+        socket.create_connection((probe, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def is_ready(host: str, http_port: int) -> bool:
