@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ner_pipeline.windows import WindowConfig, encode_texts, load_tokenizer
 
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, describe, load_checkpoint
 from .onnx_export import OnnxExportConfig, export_fp32, max_abs_difference, onnx_session
 from .quantize import QuantizationConfig, label_agreement, quantize_int8
 from .repository import ENCODER_BACKENDS, RepositoryConfig, write_repository
@@ -52,6 +52,7 @@ def export_checkpoint(checkpoint_dir: Path, output: Path, repo_cfg: RepositoryCo
     progress = Progress(6)
     progress(f"loading checkpoint {checkpoint_dir}")
     checkpoint = load_checkpoint(checkpoint_dir)
+    print(f"      {describe(checkpoint)}", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="ner-export-") as tmp:
         tmp = Path(tmp)
@@ -80,6 +81,9 @@ def export_checkpoint(checkpoint_dir: Path, output: Path, repo_cfg: RepositoryCo
     report = {
         "checkpoint": str(checkpoint_dir),
         "model_type": checkpoint.model_type,
+        "layout": checkpoint.layout,
+        "labels_source": checkpoint.labels_source,
+        "tokenizer": checkpoint.tokenizer_options,
         "labels": checkpoint.labels,
         "scheme": checkpoint.scheme,
         "crf": checkpoint.crf is not None,

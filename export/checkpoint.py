@@ -1,31 +1,40 @@
 """Reads a token-classification checkpoint directory: the network, its labels, its CRF and its tokenizer.
 
-Layout (Hugging Face style): ``config.json`` with ``id2label``; weights; tokenizer files that
-``AutoTokenizer.from_pretrained`` reads; optionally ``crf.safetensors`` with ``transitions`` [C, C],
-``start_transitions`` [C] and ``end_transitions`` [C].
+The layout is detected from the files and the weights' key names (see ``export/layouts.py``):
+
+- Hugging Face token classifiers: ``config.json`` with ``id2label``, ``model.safetensors`` or ``pytorch_model.bin``,
+  tokenizer files; optionally a CRF in ``crf.safetensors`` (``transitions`` [C, C] previous → next,
+  ``start_transitions`` [C], ``end_transitions`` [C]) or as ``crf.*`` keys of the weights. Any label set in BIO,
+  BIOES or BMES.
+- ModelScope RaNER (``transformer-crf``), current ``head.linear.*``/``head.crf.*`` keys or legacy
+  ``linear.*``/``crf.*``; ModelScope token classifiers (``head.classifier.*``); AdaSeq sequence labelling models
+  (``embedder.transformer_model.*``). Labels by ModelScope's lookup order (``export/labels.py``).
+- The project's own architectures (``export/architectures.py``), by ``config.json`` ``model_type``.
+
+What the checkpoint does not say is read from it, never assumed: the number of labels is the emission head's row
+count, the tag scheme comes from the label names, the tokenizer options from ``tokenizer_config.json``.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ner_pipeline.crf import CrfParameters
 from ner_pipeline.tagging import detect_scheme
 
+from . import labels as label_files
+from . import tokenizer_files
 from .architectures import PROJECT_ARCHITECTURES
+from .errors import CheckpointError
+from .layouts import CRF_FILE, CRF_KEYS, EmissionsOnly, crf_from, load_weights_layout
 
-CRF_FILE = "crf.safetensors"
-CRF_KEYS = ("transitions", "start_transitions", "end_transitions")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint the exporter cannot read, with what was found."""
+__all__ = ["CRF_FILE", "CRF_KEYS", "Checkpoint", "CheckpointError", "EmissionsOnly", "load_checkpoint",
+           "load_tokenizer"]
 
 
 @dataclass
@@ -37,82 +46,77 @@ class Checkpoint:
     crf: CrfParameters | None
     tokenizer: object  # transformers fast tokenizer
     model_type: str
-
-
-class EmissionsOnly(torch.nn.Module):
-    """A Hugging Face token classifier that returns the logits tensor alone, as the ONNX encoder does."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, input_ids, attention_mask):
-        return self.inner(input_ids=input_ids, attention_mask=attention_mask).logits
-
-
-def _labels(config: dict, directory: Path) -> list[str]:
-    id2label = config.get("id2label")
-    if not id2label:
-        raise CheckpointError(f"{directory / 'config.json'} has no id2label; found keys {sorted(config)}")
-    return [id2label[str(i)] if str(i) in id2label else id2label[i] for i in range(len(id2label))]
-
-
-def _load_crf(directory: Path, n_labels: int) -> CrfParameters | None:
-    path = directory / CRF_FILE
-    if not path.exists():
-        return None
-    from safetensors.numpy import load_file
-
-    tensors = load_file(str(path))
-    missing = [k for k in CRF_KEYS if k not in tensors]
-    if missing:
-        raise CheckpointError(f"{path} lacks {missing}; found {sorted(tensors)}")
-    crf = CrfParameters(*(tensors[k].astype(np.float64) for k in CRF_KEYS))
-    if crf.transitions.shape != (n_labels, n_labels):
-        raise CheckpointError(f"{path}: transitions have shape {crf.transitions.shape}, expected {(n_labels, n_labels)}")
-    return crf
+    layout: str = "huggingface"
+    labels_source: str = ""
+    tokenizer_options: dict = field(default_factory=dict)
 
 
 def load_tokenizer(directory: Path):
     """The fast tokenizer, always from the directory: a bare vocab file silently builds a wrong vocabulary."""
-    from transformers import AutoTokenizer
+    return tokenizer_files.load_tokenizer(Path(directory))[0]
 
-    tokenizer = AutoTokenizer.from_pretrained(str(directory))
-    if not getattr(tokenizer, "is_fast", False):
-        raise CheckpointError(f"{directory}: no fast tokenizer could be built from the tokenizer files")
-    if len(tokenizer) < 1000:
-        raise CheckpointError(f"{directory}: the tokenizer has only {len(tokenizer)} tokens; is vocab.txt there?")
-    return tokenizer
+
+def _project_checkpoint(directory: Path, model_type: str) -> Checkpoint:
+    module_name, class_name = PROJECT_ARCHITECTURES[model_type].split(":")
+    model = getattr(importlib.import_module(module_name), class_name).from_pretrained(directory).eval()
+    labels, where = label_files.huggingface_labels(directory)
+    label_files.check_labels(labels, where)
+    crf = None
+    if (directory / CRF_FILE).exists():
+        from safetensors.torch import load_file
+
+        crf = crf_from(load_file(str(directory / CRF_FILE)), str(directory / CRF_FILE), len(labels))
+    tokenizer, options = tokenizer_files.load_tokenizer(directory)
+    return Checkpoint(directory, model, labels, detect_scheme(labels), crf, tokenizer, model_type,
+                      layout=f"project ({PROJECT_ARCHITECTURES[model_type]})", labels_source=where,
+                      tokenizer_options=options)
 
 
 def load_checkpoint(directory: Path) -> Checkpoint:
     directory = Path(directory)
-    config_path = directory / "config.json"
-    if not config_path.exists():
-        raise CheckpointError(f"{directory} has no config.json; found {sorted(p.name for p in directory.iterdir())}")
-    config = json.loads(config_path.read_text())
-    labels = _labels(config, directory)
-    model_type = config.get("model_type", "")
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory} is not a directory")
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    if model_type in PROJECT_ARCHITECTURES:
-        module_name, class_name = PROJECT_ARCHITECTURES[model_type].split(":")
-        model = getattr(importlib.import_module(module_name), class_name).from_pretrained(directory).eval()
-    else:
-        from transformers import AutoModelForTokenClassification
+    config_path = directory / label_files.HF_CONFIG
+    if config_path.exists():
+        model_type = label_files.read_json(config_path).get("model_type", "")
+        if model_type in PROJECT_ARCHITECTURES:
+            return _project_checkpoint(directory, model_type)
 
-        try:
-            hf_model = AutoModelForTokenClassification.from_pretrained(str(directory), attn_implementation="eager")
-        except (ValueError, OSError, KeyError) as err:
-            raise CheckpointError(f"{directory}: model_type {model_type!r} is not a loadable token classifier: {err}")
-        model = EmissionsOnly(hf_model).eval()
+    loaded = load_weights_layout(directory)
+    if loaded.layout.labels_from == "huggingface":
+        labels, where = label_files.huggingface_labels(directory)
+    else:
+        labels, where = label_files.modelscope_labels(directory)
+    label_files.check_labels(labels, where)
+    if len(labels) != loaded.num_outputs:
+        raise CheckpointError(f"{directory}: {where} names {len(labels)} labels but the emission head has "
+                              f"{loaded.num_outputs} outputs")
+    tokenizer, options = tokenizer_files.load_tokenizer(directory, loaded.vocab_rows)
+    with torch.no_grad():  # a cheap end-to-end check before the long export starts
+        probe = loaded.model(torch.tensor([[101, 102]]), torch.ones((1, 2), dtype=torch.long))
+    if tuple(probe.shape) != (1, 2, len(labels)):
+        raise CheckpointError(f"{directory}: the model returns {tuple(probe.shape)} for one row of 2 tokens, "
+                              f"expected (1, 2, {len(labels)})")
     return Checkpoint(
         directory=directory,
-        model=model,
+        model=loaded.model,
         labels=labels,
         scheme=detect_scheme(labels),
-        crf=_load_crf(directory, len(labels)),
-        tokenizer=load_tokenizer(directory),
-        model_type=model_type,
+        crf=loaded.crf,
+        tokenizer=tokenizer,
+        model_type=loaded.model_type,
+        layout=loaded.layout.name,
+        labels_source=where,
+        tokenizer_options=options,
     )
+
+
+def describe(checkpoint: Checkpoint) -> str:
+    """One line for logs: layout, model type, labels and where they came from, CRF, tokenizer options."""
+    return json.dumps({"layout": checkpoint.layout, "model_type": checkpoint.model_type, "scheme": checkpoint.scheme,
+                       "labels": len(checkpoint.labels), "labels_source": checkpoint.labels_source,
+                       "crf": checkpoint.crf is not None, "tokenizer": checkpoint.tokenizer_options},
+                      ensure_ascii=False)

@@ -1,0 +1,124 @@
+"""The checkpoint's tokenizer as a Hugging Face fast tokenizer, with the options its own files set.
+
+The served tokenizer is this object's ``tokenizer.json``, so every option must be in its normalizer and
+pre-tokenizer, not only in ``tokenizer_config.json``:
+
+- WordPiece (BERT-style) checkpoints with ``vocab.txt`` are built from ``vocab.txt`` and the ``do_lower_case``,
+  ``tokenize_chinese_chars`` and ``strip_accents`` of ``tokenizer_config.json``. A missing option takes the default
+  of the ``BertTokenizer`` these checkpoints were saved with (``do_lower_case`` true), not the default of the
+  installed transformers (v5 defaults ``do_lower_case`` to false). ModelScope builds its tokenizer the same way
+  (``modelscope/preprocessors/nlp/transformers_tokenizer.py``: ``AutoTokenizer.from_pretrained(model_dir)``).
+- ``is_split_into_words`` (``tokenizer_config.json``, or the preprocessor section of ``configuration.json``): the
+  ModelScope token-classification preprocessor then encodes every character of the text on its own, whitespace
+  included (an empty encoding becomes ``[UNK]``), and scores one position per character
+  (``modelscope/preprocessors/nlp/token_classification_preprocessor.py``). The served tokenizer does the same: every
+  character is a word and whitespace is a word that encodes to ``[UNK]``. Control characters and combining marks
+  that the BERT normalizer removes get no position (ModelScope gives them an ``[UNK]``).
+- Checkpoints with only ``tokenizer.json`` load it through ``AutoTokenizer``.
+
+The serving pipeline writes ``[CLS]`` = 101, ``[SEP]`` = 102 and ``[PAD]`` = 0 itself (``ner_pipeline/windows.py``),
+so a tokenizer with other ids is refused here rather than served wrong.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ner_pipeline.windows import CLS_ID, PAD_ID, SEP_ID
+
+from .errors import CheckpointError
+from .labels import MODELSCOPE_CONFIGURATION, read_json
+
+TOKENIZER_CONFIG = "tokenizer_config.json"
+SPECIAL_TOKENS_MAP = "special_tokens_map.json"
+# Tokenizer classes that are BERT's WordPiece with BERT's normalizer and pre-tokenizer.
+WORDPIECE_CLASSES = {"BertTokenizer", "BertTokenizerFast", "SbertTokenizer", "SbertTokenizerFast", "ElectraTokenizer",
+                     "ElectraTokenizerFast", "DistilBertTokenizer", "DistilBertTokenizerFast"}
+BERT_DEFAULTS = {"do_lower_case": True, "tokenize_chinese_chars": True, "strip_accents": None}
+SPECIAL_TOKENS = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+
+
+def _special_tokens(directory: Path, tokenizer_config: dict) -> dict:
+    found = {}
+    sources = [tokenizer_config]
+    if (directory / SPECIAL_TOKENS_MAP).exists():
+        sources.insert(0, read_json(directory / SPECIAL_TOKENS_MAP))
+    for source in sources:
+        for name in SPECIAL_TOKENS:
+            value = source.get(name)
+            if isinstance(value, dict):  # AddedToken serialisation
+                value = value.get("content")
+            if isinstance(value, str):
+                found[name] = value
+    return found
+
+
+def _split_into_words(directory: Path, tokenizer_config: dict) -> bool:
+    value = tokenizer_config.get("is_split_into_words")
+    configuration = directory / MODELSCOPE_CONFIGURATION
+    if configuration.exists():
+        preprocessor = read_json(configuration).get("preprocessor")
+        if isinstance(preprocessor, dict) and "is_split_into_words" in preprocessor:
+            value = preprocessor["is_split_into_words"]  # a preprocessor kwarg wins over the tokenizer's
+    return bool(value)
+
+
+def _every_character_a_word(tokenizer, options: dict) -> None:
+    """ModelScope's is_split_into_words: one word per character, whitespace a word of its own ([UNK])."""
+    from tokenizers import Regex, normalizers, pre_tokenizers
+
+    backend = tokenizer.backend_tokenizer
+    # No padding of CJK characters with spaces: every character is split off anyway, and an inserted space would
+    # become a word of its own.
+    backend.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=False,
+                                                    strip_accents=options["strip_accents"],
+                                                    lowercase=options["do_lower_case"])
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex("(?m)."), behavior="isolated")  # (?m): "." matches "\n"
+
+
+def load_tokenizer(directory: Path, vocab_rows: int | None = None):
+    """The fast tokenizer and the options it was built with; ``vocab_rows``: the model's embedding rows."""
+    directory = Path(directory)
+    tokenizer_config = read_json(directory / TOKENIZER_CONFIG) if (directory / TOKENIZER_CONFIG).exists() else {}
+    tokenizer_class = tokenizer_config.get("tokenizer_class")
+    vocab = directory / "vocab.txt"
+    options: dict = {"source": None}
+    if vocab.exists() and (tokenizer_class is None or tokenizer_class in WORDPIECE_CLASSES):
+        from transformers import BertTokenizer  # the tokenizers-backed (fast) class in transformers 5
+
+        for name, default in BERT_DEFAULTS.items():
+            options[name] = tokenizer_config.get(name, default)
+        options["split_into_words"] = _split_into_words(directory, tokenizer_config)
+        options["source"] = f"{vocab.name} + {TOKENIZER_CONFIG if tokenizer_config else 'BertTokenizer defaults'}"
+        tokenizer = BertTokenizer(vocab=str(vocab), do_lower_case=options["do_lower_case"],
+                                  tokenize_chinese_chars=options["tokenize_chinese_chars"],
+                                  strip_accents=options["strip_accents"],
+                                  **_special_tokens(directory, tokenizer_config))
+        if options["split_into_words"]:
+            _every_character_a_word(tokenizer, options)
+    elif (directory / "tokenizer.json").exists() or (vocab.exists() and tokenizer_class):
+        from transformers import AutoTokenizer
+
+        options["source"] = "tokenizer.json" if (directory / "tokenizer.json").exists() else tokenizer_class
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        except (ValueError, OSError) as err:
+            raise CheckpointError(f"{directory}: the tokenizer files do not load: {err}") from None
+    else:
+        files = sorted(p.name for p in directory.iterdir())
+        raise CheckpointError(f"{directory}: no tokenizer files (vocab.txt or tokenizer.json); found {files}")
+
+    if not getattr(tokenizer, "is_fast", False):
+        raise CheckpointError(f"{directory}: no fast tokenizer could be built from the tokenizer files")
+    if len(tokenizer) < 1000:
+        raise CheckpointError(f"{directory}: the tokenizer has only {len(tokenizer)} tokens; is vocab.txt there?")
+    ids = {"[CLS]": tokenizer.cls_token_id, "[SEP]": tokenizer.sep_token_id, "[PAD]": tokenizer.pad_token_id}
+    if ids != {"[CLS]": CLS_ID, "[SEP]": SEP_ID, "[PAD]": PAD_ID}:
+        raise CheckpointError(f"{directory}: the tokenizer's special ids are {ids}; the serving pipeline writes "
+                              f"[CLS]={CLS_ID}, [SEP]={SEP_ID}, [PAD]={PAD_ID} (a BERT Chinese vocabulary)")
+    if vocab_rows is not None:
+        largest = max(tokenizer.get_vocab().values())
+        if largest >= vocab_rows:
+            raise CheckpointError(f"{directory}: the tokenizer has ids up to {largest} but the model's word "
+                                  f"embeddings have only {vocab_rows} rows")
+    return tokenizer, options
