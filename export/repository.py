@@ -32,18 +32,32 @@ ENCODER_BACKENDS = ("python", "onnxruntime")
 
 @dataclass(frozen=True)
 class RepositoryConfig:
+    """Serving knobs; perf/README.md records the measurements behind each default."""
+
     encoder_backend: str = "python"  # "onnxruntime" for Triton's native backend (the official container)
     max_texts_per_request: int = 64
     window: WindowConfig = WindowConfig()
+    # One instance per encoder on 2 cores (perf/ measures 2 instances x 1 thread against it).
     encoder_instances: int = 1
     tokenizer_instances: int = 1
     decoder_instances: int = 1
     # Both encoders share 2 cores; each ONNX Runtime session gets them all, as only one is busy at a time.
     intra_op_threads: int = 2
-    max_queue_delay_us: int = 1000
+    # Idle ONNX Runtime threads block instead of spinning, leaving the cores to the tokenizer and decoder processes.
+    ort_allow_spinning: int = 0
+    # No batching delay: the encoder is busy far longer than a delay on a CPU, and the requests that arrive meanwhile
+    # form the next batch anyway; a delay only adds latency at low load.
+    max_queue_delay_us: int = 0
     max_queue_size: int = 256
     queue_timeout_us: int = 30_000_000
-    max_tokens_per_run: int = 8192
+    # Python-backend encoder: rows of a batch are regrouped by real length; a run is padded at most by this share of
+    # its real tokens, and holds at most max_tokens_per_run tokens (which also bounds its working memory).
+    max_tokens_per_run: int = 2048
+    max_padding_ratio: float = 0.25
+    # ONNX Runtime's CPU arena on (off, malloc's fragmentation kept more under load); a run of at least
+    # trim_after_tokens tokens shrinks it back when it ends, and the heap is trimmed.
+    enable_cpu_mem_arena: int = 1
+    trim_after_tokens: int = 1024
     response_cache: bool = True
 
     def __post_init__(self) -> None:
@@ -51,6 +65,8 @@ class RepositoryConfig:
             raise ValueError(f"encoder_backend must be one of {ENCODER_BACKENDS}, not {self.encoder_backend!r}")
         if self.max_queue_delay_us > 2000:
             raise ValueError("max_queue_delay_us above 2000 would add visible latency at low load")
+        if self.max_padding_ratio < 0 or self.max_tokens_per_run < 1:
+            raise ValueError("max_padding_ratio must be >= 0 and max_tokens_per_run >= 1")
 
 
 def sha256(path: Path) -> str:
