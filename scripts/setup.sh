@@ -38,5 +38,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
   echo "$wanted" > "$stamp"
 fi
 
+# The benchmark tools (locust, matplotlib, perf_analyzer 2.51.0): the test suite runs a smoke version of the benchmarks.
+if [ "$profile" = test ]; then
+  bash perf/setup_tools.sh
+fi
+
 # The Triton server from the nvidia-pytriton wheel, laid out in .triton/ with this Python's backend stub.
 .venv/bin/python -c 'from pathlib import Path; from serving.layout import ensure_layout; ensure_layout(Path(".triton"))'

@@ -1,0 +1,221 @@
+"""In-process baselines over the same texts as the served runs.
+
+1. ``naive_pipeline``: what a user writes first. A Hugging Face ``transformers`` token-classification pipeline on
+   PyTorch FP32 (``torch.set_num_threads(2)``, one text per call, ``aggregation_strategy="simple"``); for a model that
+   is not a transformers architecture (the LAC BiGRU + CRF), its own PyTorch module called per text with the project's
+   decoding (``ner_pipeline``: windows, CRF Viterbi, offsets).
+2. ``onnx_session``: the compute limit. One ONNX Runtime session (``intra_op_num_threads=2``, all graph
+   optimisations) over the texts one at a time, each at its own length; tokenisation is done beforehand and not timed.
+3. ``int8_accuracy``: entity-level precision/recall/F1 against MSRA's gold entities, for FP32, INT8 (VNNI build) and
+   INT8 with ``reduce_range``, all decoded by the served decoder's code.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .load import percentiles
+
+
+def _timed(run, items, warmup: int) -> tuple[list[float], float]:
+    for item in items[:warmup]:
+        run(item)
+    latencies = []
+    started = time.perf_counter()
+    for item in items:
+        t0 = time.perf_counter()
+        run(item)
+        latencies.append((time.perf_counter() - t0) * 1000)
+    return latencies, time.perf_counter() - started
+
+
+def _summary(name: str, latencies: list[float], seconds: float, **extra) -> dict:
+    return {"name": name, "texts": len(latencies), "seconds": round(seconds, 3),
+            "throughput_per_s": round(len(latencies) / seconds, 2), **percentiles(latencies), **extra}
+
+
+def is_transformers_checkpoint(checkpoint: Path) -> bool:
+    from export.architectures import PROJECT_ARCHITECTURES
+
+    model_type = json.loads((checkpoint / "config.json").read_text()).get("model_type", "")
+    return model_type not in PROJECT_ARCHITECTURES
+
+
+def naive_pipeline(checkpoint: Path, tokenizer_json: Path, texts: list[str], warmup: int = 3) -> dict:
+    import torch
+
+    torch.set_num_threads(2)
+    if is_transformers_checkpoint(checkpoint):
+        from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        model = AutoModelForTokenClassification.from_pretrained(str(checkpoint))
+        tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
+        pipe = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="simple",
+                        device=-1)
+        with torch.inference_mode():
+            latencies, seconds = _timed(pipe, texts, warmup)
+        kind = "transformers pipeline('token-classification', aggregation_strategy='simple'), PyTorch FP32"
+        del pipe, model
+    else:
+        from export.checkpoint import load_checkpoint
+        from ner_pipeline import Decoder, WindowConfig, encode_texts, load_tokenizer
+
+        checkpoint_obj = load_checkpoint(checkpoint)
+        model = checkpoint_obj.model.eval()
+        decoder = Decoder(checkpoint_obj.labels, checkpoint_obj.crf)
+        tokenizer = load_tokenizer(str(tokenizer_json))
+        window = WindowConfig()
+
+        def run(text: str):
+            batch = encode_texts(tokenizer, [text], window)
+            n = int(batch.attention_mask.sum(axis=1).max())
+            with torch.inference_mode():
+                logits = model(torch.from_numpy(batch.input_ids[:, :n]),
+                               torch.from_numpy(batch.attention_mask[:, :n])).float().numpy()
+            return decoder.decode_batch(logits, batch.word_spans[:, :n], batch.text_index, [text])
+
+        latencies, seconds = _timed(run, texts, warmup)
+        kind = f"{checkpoint_obj.model_type} PyTorch module per text + ner_pipeline decoding, FP32"
+        del model, checkpoint_obj
+    gc.collect()
+    return _summary("naive_pytorch", latencies, seconds, what=kind, torch_threads=2, batch_size=1)
+
+
+def ort_session(path: Path, threads: int = 2):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def encoder_rows(tokenizer_json: Path, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each text's rows at their own length (no padding): what a batch-1 session is given."""
+    from ner_pipeline import WindowConfig, encode_texts, load_tokenizer
+
+    tokenizer, window = load_tokenizer(str(tokenizer_json)), WindowConfig()
+    rows = []
+    for text in texts:
+        batch = encode_texts(tokenizer, [text], window)
+        for r in range(batch.rows):
+            n = int(batch.attention_mask[r].sum())
+            rows.append((batch.input_ids[r : r + 1, :n].copy(), batch.attention_mask[r : r + 1, :n].copy()))
+    return rows
+
+
+def onnx_session(name: str, onnx_path: Path, tokenizer_json: Path, texts: list[str], warmup: int = 3) -> dict:
+    """Batch 1, one text at a time (a long text's windows one after the other), tokenisation not timed."""
+    from ner_pipeline import WindowConfig, encode_texts, load_tokenizer
+
+    session = ort_session(onnx_path)
+    tokenizer, window = load_tokenizer(str(tokenizer_json)), WindowConfig()
+    per_text = []
+    for text in texts:
+        batch = encode_texts(tokenizer, [text], window)
+        lengths = batch.attention_mask.sum(axis=1)
+        per_text.append([(batch.input_ids[r : r + 1, : lengths[r]].copy(), batch.attention_mask[r : r + 1, : lengths[r]].copy())
+                         for r in range(batch.rows)])
+
+    def run(rows):
+        for ids, mask in rows:
+            session.run(["logits"], {"input_ids": ids, "attention_mask": mask})
+
+    latencies, seconds = _timed(run, per_text, warmup)
+    del session
+    gc.collect()
+    return _summary(name, latencies, seconds, what=f"ONNX Runtime session {onnx_path.name}, intra_op_num_threads=2, "
+                    "ORT_ENABLE_ALL, batch 1, tokenisation excluded", onnx_bytes=onnx_path.stat().st_size)
+
+
+def batched_session(name: str, onnx_path: Path, tokenizer_json: Path, texts: list[str], batch_size: int = 8,
+                    max_padding_ratio: float | None = None) -> dict:
+    """For the tuning notes: the same session over rows sorted by length and run up to ``batch_size`` at a time, a
+    batch closed when its padding would pass ``max_padding_ratio`` of its real tokens (the served encoder's rule,
+    ``RepositoryConfig.max_padding_ratio`` by default) — what a length-aware batching server can gain here."""
+    from export.repository import RepositoryConfig
+
+    ratio = RepositoryConfig().max_padding_ratio if max_padding_ratio is None else max_padding_ratio
+    session = ort_session(onnx_path)
+    rows = sorted(encoder_rows(tokenizer_json, texts), key=lambda r: r[0].shape[1])
+    groups, current, real = [], [], 0
+    for row in rows:
+        n = row[0].shape[1]
+        if current and (len(current) + 1 > batch_size or (len(current) + 1) * n - (real + n) > ratio * (real + n)):
+            groups.append(current)
+            current, real = [], 0
+        current.append(row)
+        real += n
+    if current:
+        groups.append(current)
+    batches = []
+    for chunk in groups:
+        width = max(r[0].shape[1] for r in chunk)
+        ids = np.zeros((len(chunk), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for j, (row_ids, row_mask) in enumerate(chunk):
+            ids[j, : row_ids.shape[1]] = row_ids[0]
+            mask[j, : row_mask.shape[1]] = row_mask[0]
+        batches.append((ids, mask))
+    session.run(["logits"], {"input_ids": batches[0][0], "attention_mask": batches[0][1]})
+    started = time.perf_counter()
+    for ids, mask in batches:
+        session.run(["logits"], {"input_ids": ids, "attention_mask": mask})
+    seconds = time.perf_counter() - started
+    del session
+    gc.collect()
+    return {"name": name, "rows": len(rows), "batch_size": batch_size, "max_padding_ratio": ratio,
+            "batches": len(batches), "seconds": round(seconds, 3), "throughput_per_s": round(len(rows) / seconds, 2)}
+
+
+def _entity_scores(predicted: list[set], gold: list[set]) -> dict:
+    tp = sum(len(p & g) for p, g in zip(predicted, gold))
+    n_pred = sum(len(p) for p in predicted)
+    n_gold = sum(len(g) for g in gold)
+    precision = tp / n_pred if n_pred else 0.0
+    recall = tp / n_gold if n_gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "predicted": n_pred,
+            "gold": n_gold}
+
+
+def int8_accuracy(onnx_files: dict[str, Path], export_dir: Path, sentences) -> dict:
+    """Entity P/R/F1 (exact span and type) on MSRA test sentences per ONNX file, with the served decoder's code, and
+    the share of sentences whose entities equal FP32's."""
+    from ner_pipeline import CrfParameters, Decoder, WindowConfig, encode_texts, load_tokenizer
+
+    labels = json.loads((export_dir / "decoder" / "1" / "labels.json").read_text())
+    crf_path = export_dir / "decoder" / "1" / "crf.npz"
+    decoder = Decoder(labels, CrfParameters.from_npz(str(crf_path)) if crf_path.exists() else None)
+    tokenizer, window = load_tokenizer(str(export_dir / "tokenizer" / "1" / "tokenizer.json")), WindowConfig()
+    encoded = [encode_texts(tokenizer, [s.text], window) for s in sentences]
+    gold = [set(s.entities) for s in sentences]
+    results, predictions = {}, {}
+    for name, path in onnx_files.items():
+        session = ort_session(path)
+        predicted = []
+        for sentence, batch in zip(sentences, encoded):
+            logits = np.zeros(batch.input_ids.shape + (len(labels),), dtype=np.float32)
+            for r in range(batch.rows):
+                n = int(batch.attention_mask[r].sum())
+                logits[r, :n] = session.run(["logits"], {"input_ids": batch.input_ids[r : r + 1, :n],
+                                                         "attention_mask": batch.attention_mask[r : r + 1, :n]})[0][0]
+            entities = decoder.decode_batch(logits, batch.word_spans, batch.text_index, [sentence.text])[0]
+            predicted.append({(e["start"], e["end"], e["type"]) for e in entities})
+        predictions[name] = predicted
+        results[name] = _entity_scores(predicted, gold)
+        del session
+    if "fp32" in predictions:
+        for name, predicted in predictions.items():
+            same = sum(p == f for p, f in zip(predicted, predictions["fp32"]))
+            results[name]["same_entities_as_fp32"] = round(same / max(len(sentences), 1), 4)
+    gc.collect()
+    return {"sentences": len(sentences), "scores": results}

@@ -1,0 +1,147 @@
+"""Closed-loop load through the project's client SDK (``ner_client.NerClient``): N threads, each with its own client,
+each sending one text per request and waiting for the answer; every concurrency point is reported.
+
+Until the SDK is installed, the same calls go through raw ``tritonclient`` (``raw_caller``); the results record
+which one was used.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+def raw_caller(url: str, protocol: str, model: str) -> Callable[[str], object]:
+    """One ``TEXT`` per request with raw tritonclient, as the SDK does it."""
+    if protocol == "grpc":
+        import tritonclient.grpc as module
+    else:
+        import tritonclient.http as module
+    client = module.InferenceServerClient(url)
+
+    def call(text: str):
+        tensor = module.InferInput("TEXT", [1, 1], "BYTES")
+        tensor.set_data_from_numpy(np.array([[text.encode("utf-8")]], dtype=np.object_))
+        return client.infer(model, [tensor]).as_numpy("ENTITIES")
+
+    return call
+
+
+def sdk_status() -> tuple[bool, str]:
+    try:
+        import ner_client  # noqa: F401
+    except Exception as err:  # noqa: BLE001 - any failure means: not usable
+        return False, f"ner_client not importable ({type(err).__name__}: {err})"
+    if not hasattr(ner_client, "NerClient"):
+        return False, "ner_client has no NerClient"
+    return True, f"ner_client {getattr(ner_client, '__version__', '')}".strip()
+
+
+def sdk_caller(url: str, protocol: str, model: str) -> Callable[[str], object]:
+    from ner_client import NerClient
+
+    client = NerClient(url, protocol=protocol, model=model)
+    return client.extract
+
+
+def make_caller(url: str, protocol: str, model: str, use_sdk: bool) -> Callable[[str], object]:
+    return sdk_caller(url, protocol, model) if use_sdk else raw_caller(url, protocol, model)
+
+
+def percentiles(latencies_ms: list[float]) -> dict:
+    if not latencies_ms:
+        return {}
+    values = np.asarray(latencies_ms)
+    return {"p50_ms": round(float(np.percentile(values, 50)), 3), "p90_ms": round(float(np.percentile(values, 90)), 3),
+            "p95_ms": round(float(np.percentile(values, 95)), 3), "p99_ms": round(float(np.percentile(values, 99)), 3),
+            "mean_ms": round(statistics.fmean(values), 3), "max_ms": round(float(values.max()), 3)}
+
+
+@dataclass
+class Point:
+    concurrency: int
+    requests: int
+    errors: int
+    seconds: float
+    latencies_ms: list
+
+    def summary(self) -> dict:
+        return {"concurrency": self.concurrency, "requests": self.requests, "errors": self.errors,
+                "seconds": round(self.seconds, 3), "throughput_per_s": round(self.requests / self.seconds, 2),
+                **percentiles(self.latencies_ms)}
+
+
+def run_point(make: Callable[[], Callable[[str], object]], texts: list[str], concurrency: int, requests: int,
+              warmup: int = 0) -> Point:
+    """``requests`` calls over ``concurrency`` threads, texts taken in order (cycling); each thread makes its own
+    client (an HTTP client must stay on the thread that made it) and sends ``warmup`` calls outside the measurement."""
+    lock = threading.Lock()
+    cursor = iter(range(requests))
+    latencies: list[float] = []
+    errors = [0]
+    first_error: list[str] = []
+    barrier = threading.Barrier(concurrency + 1)
+
+    def fail(err: Exception) -> None:
+        with lock:
+            errors[0] += 1
+            if not first_error:
+                first_error.append(f"{type(err).__name__}: {err}")
+
+    def worker(offset: int):
+        call = None
+        try:
+            call = make()
+            for j in range(warmup):
+                call(texts[(offset + j) % len(texts)])
+        except Exception as err:  # noqa: BLE001 - counted and reported
+            fail(err)
+        barrier.wait()
+        while call is not None:
+            with lock:
+                index = next(cursor, None)
+            if index is None:
+                return
+            text = texts[index % len(texts)]
+            started = time.perf_counter()
+            try:
+                call(text)
+            except Exception as err:  # noqa: BLE001 - counted and reported
+                fail(err)
+                continue
+            elapsed = (time.perf_counter() - started) * 1000
+            with lock:
+                latencies.append(elapsed)
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - started
+    point = Point(concurrency, len(latencies), errors[0], seconds, latencies)
+    if first_error:
+        point.first_error = first_error[0]
+    return point
+
+
+def sweep(url: str, protocol: str, model: str, texts: list[str], concurrencies: list[int], requests: int,
+          use_sdk: bool, on_point=None) -> list[dict]:
+    out = []
+    for concurrency in concurrencies:
+        n = max(requests, 4 * concurrency)
+        point = run_point(lambda: make_caller(url, protocol, model, use_sdk), texts, concurrency, n, warmup=2)
+        summary = point.summary()
+        if getattr(point, "first_error", None):
+            summary["first_error"] = point.first_error
+        if on_point:
+            on_point(summary)
+        out.append(summary)
+    return out

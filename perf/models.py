@@ -1,0 +1,175 @@
+"""The suite's two model sizes, built once and cached under ``build/perf/``.
+
+- ``default``: the shipped default model (``models/default``, LAC BiGRU + CRF) when it exists; until then the tiny
+  generated model of ``export.synthetic`` stands in for it.
+- ``bert-base``: a random-weight ``BertForTokenClassification`` of BERT-base size (12 layers × 768, 7 BIO labels,
+  a CRF file), standing for RaNER: speed does not depend on the weights' values.
+
+Both are exported by the project's own exporter (``export.__main__.export_checkpoint``) into model repositories whose
+cache key covers the checkpoint, the exporter's code, the templates and the repository settings, so a rerun skips
+every export that did not change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from export.paths import REPO_ROOT, vocab_file
+from export.repository import RepositoryConfig
+
+BUILD = REPO_ROOT / "build" / "perf"
+DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "default"
+BIO_LABELS = ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    key: str  # "default" or "bert-base"
+    checkpoint: Path
+    description: str
+    model_type: str
+
+
+def _digest_files(paths: list[Path], content: bool = True) -> str:
+    digest = hashlib.sha256()
+    for root in paths:
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        for path in files:
+            digest.update(str(path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path).encode())
+            if content and path.stat().st_size < 8 << 20:
+                digest.update(path.read_bytes())
+            else:  # large weight files: size and modification time stand for the content
+                stat = path.stat()
+                digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def default_model(log=print) -> ModelSpec:
+    """``PERF_DEFAULT_MODEL`` if set, else ``models/default`` when a trained model is there; the tiny generated model
+    otherwise."""
+    directory = Path(os.environ.get("PERF_DEFAULT_MODEL", DEFAULT_MODEL_DIR))
+    if (directory / "config.json").exists():
+        model_type = json.loads((directory / "config.json").read_text()).get("model_type", "?")
+        name = "models/default" if directory.resolve() == DEFAULT_MODEL_DIR.resolve() else str(directory)
+        return ModelSpec("default", directory, f"{name} ({model_type})", model_type)
+    if "PERF_DEFAULT_MODEL" in os.environ:
+        raise FileNotFoundError(f"PERF_DEFAULT_MODEL={directory} has no config.json")
+    return tiny_model(log)
+
+
+def tiny_model(log=print) -> ModelSpec:
+    from export.synthetic import build
+
+    recipe = (REPO_ROOT / "export" / "synthetic.py").read_bytes()
+    path = BUILD / "checkpoints" / f"tiny-bio-crf-{hashlib.sha256(recipe).hexdigest()[:12]}"
+    if not (path / "config.json").exists():
+        log(f"building the tiny stand-in model into {path}")
+        partial = path.with_suffix(".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        build(partial, scheme="BIO", crf=True, verbose=False)
+        partial.rename(path)
+    return ModelSpec("default", path, "tiny generated BERT (2 layers × 64; models/default not present yet)", "bert")
+
+
+def bert_base_model(log=print) -> ModelSpec:
+    """Random-weight BERT-base token classifier with a constraint CRF, written once."""
+    path = BUILD / "checkpoints" / "bert-base-random-bio-crf"
+    if not (path / "config.json").exists():
+        log(f"writing the random-weight BERT-base stand-in into {path}")
+        import torch
+        from safetensors.torch import save_file
+        from transformers import BertConfig, BertForTokenClassification
+
+        from export.synthetic import constraint_crf, write_tokenizer_files
+
+        partial = path.with_suffix(".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        torch.manual_seed(0)
+        config = BertConfig(vocab_size=21128, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                            intermediate_size=3072, max_position_embeddings=512,
+                            id2label=dict(enumerate(BIO_LABELS)), label2id={l: i for i, l in enumerate(BIO_LABELS)})
+        BertForTokenClassification(config).eval().save_pretrained(partial)
+        write_tokenizer_files(partial, vocab_file())
+        save_file({k: torch.from_numpy(v) for k, v in constraint_crf(BIO_LABELS, "BIO").items()},
+                  str(partial / "crf.safetensors"))
+        partial.rename(path)
+    return ModelSpec("bert-base", path, "random-weight BERT-base (12 layers × 768, 7 BIO labels, CRF), RaNER's size",
+                     "bert")
+
+
+def bench_repository_config(**overrides) -> RepositoryConfig:
+    """The repository the suite serves: the shipped defaults, with Triton's response cache off, because benchmark
+    inputs repeat (perf_analyzer cycles through its data) and a cache hit is not inference."""
+    return replace(RepositoryConfig(), response_cache=False, **overrides)
+
+
+# The export (ONNX FP32, INT8, parity) depends on these; the layout of the served repository is redone every run
+# from the current templates and settings (seconds), so tuning the configs never re-exports a model.
+_EXPORT_CODE = sorted(p for p in (REPO_ROOT / "export").glob("*.py") if p.name != "repository.py") + [
+    REPO_ROOT / "training" / "model.py", REPO_ROOT / "ner_pipeline"]
+
+
+def exported(spec: ModelSpec, log=print) -> Path:
+    """The checkpoint exported once by the project's exporter (``export_checkpoint``); returns the repository."""
+    from export.__main__ import export_checkpoint
+
+    key = hashlib.sha256((_digest_files([spec.checkpoint]) + _digest_files(_EXPORT_CODE)).encode()).hexdigest()[:12]
+    output = BUILD / "exports" / f"{spec.checkpoint.name}-{key}"
+    if (output / "export_report.json").exists():
+        return output
+    log(f"exporting {spec.checkpoint} into {output} with the project's exporter")
+    partial = output.with_suffix(".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    export_checkpoint(spec.checkpoint, partial, RepositoryConfig())
+    partial.rename(output)
+    for stale in (BUILD / "exports").glob(f"{spec.checkpoint.name}-*"):  # older exports of the same checkpoint
+        if stale != output and stale.is_dir() and len(stale.name) == len(output.name):
+            shutil.rmtree(stale, ignore_errors=True)
+    return output
+
+
+def reduce_range_onnx(export_dir: Path, log=print) -> Path:
+    """INT8 with ``reduce_range`` (7-bit weights, for CPUs without VNNI), quantized from the export's FP32 file by
+    the exporter's own quantizer (what ``python -m export --reduce-range`` writes as ``encoder_int8``)."""
+    from export.quantize import QuantizationConfig, quantize_int8
+
+    out = export_dir / "perf-int8-reduce-range.onnx"
+    if not out.exists():
+        log(f"quantizing {export_dir.name} with reduce_range")
+        partial = out.with_suffix(".partial.onnx")
+        quantize_int8(export_dir / "encoder_fp32" / "1" / "model.onnx", partial, QuantizationConfig(reduce_range=True))
+        partial.rename(out)
+    return out
+
+
+def serving_repository(export_dir: Path, out: Path, repo_cfg: RepositoryConfig, int8_onnx: Path | None = None,
+                       keep: tuple[str, ...] = ("ner", "ner_fp32")) -> Path:
+    """Lays the exported model out again (``export.repository.write_repository``) with ``repo_cfg`` and the current
+    templates, holding only the ensembles in ``keep`` and their models; optionally with another INT8 file."""
+    from export.repository import ENSEMBLES, write_repository
+    from ner_pipeline.crf import CrfParameters
+    from ner_pipeline.tagging import detect_scheme
+
+    labels = repository_labels(export_dir)
+    crf_path = export_dir / "decoder" / "1" / "crf.npz"
+    crf = CrfParameters.from_npz(str(crf_path)) if crf_path.exists() else None
+    shutil.rmtree(out, ignore_errors=True)
+    int8 = int8_onnx or export_dir / "encoder_int8" / "1" / "model.onnx"
+    fp32 = export_dir / "encoder_fp32" / "1" / "model.onnx" if "ner_fp32" in keep else int8  # no 400 MB copy for nothing
+    write_repository(out, {"fp32": fp32, "int8": int8}, export_dir / "tokenizer" / "1" / "tokenizer.json", labels,
+                     detect_scheme(labels), crf, repo_cfg)
+    for ensemble, (encoder, _) in ENSEMBLES.items():
+        if ensemble not in keep:
+            shutil.rmtree(out / ensemble, ignore_errors=True)
+            shutil.rmtree(out / encoder, ignore_errors=True)
+    return out
+
+
+def repository_labels(repository: Path) -> list[str]:
+    return json.loads((repository / "decoder" / "1" / "labels.json").read_text())

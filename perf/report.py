@@ -1,0 +1,330 @@
+"""The targets of issue 6, computed from one run's results, and the Markdown report."""
+
+from __future__ import annotations
+
+from .memory import mb
+
+SECTIONS = [
+    "Targets",
+    "Machine and versions",
+    "Side by side",
+    "Triton through the client SDK",
+    "gRPC and HTTP",
+    "Where the time goes",
+    "perf_analyzer",
+    "locust",
+    "Memory",
+    "INT8 reduce_range",
+    "Tuning",
+    "Plots",
+    "Settings",
+]
+PSS_LIMIT_BYTES = 1.2e9
+
+
+def best_point(points: list[dict]) -> dict:
+    return max(points, key=lambda p: p.get("throughput_per_s", 0)) if points else {}
+
+
+def point_at(points: list[dict], concurrency: int) -> dict:
+    return next((p for p in points if p.get("concurrency") == concurrency), {})
+
+
+def _row(target: str, size: str, measured: str, ratio, limit: str, met, note: str = "") -> dict:
+    return {"target": target, "size": size, "measured": measured,
+            "ratio": None if ratio is None else round(ratio, 3), "threshold": limit,
+            "met": met, "note": note}
+
+
+def targets(results: dict) -> list[dict]:
+    rows = []
+    polluted = results["run"].get("smoke") or results["machine"].get("contended")
+    note = "polluted: measured beside other work" if results["machine"].get("contended") else ""
+    if results["run"].get("smoke"):
+        note = "smoke run (tiny model in both slots, a few requests): not a measurement"
+    elif results["run"].get("mode") == "quick":
+        note = "quick run (few requests)" + (", polluted" if results["machine"].get("contended") else "")
+    bert = results["sizes"].get("bert-base")
+    if bert:
+        ner, fp32 = bert["triton_sdk"]["ner"], bert["triton_sdk"]["ner_fp32"]
+        best, best_fp32 = best_point(ner), best_point(fp32)
+        ort, naive = bert["baselines"]["ort_int8"], bert["baselines"]["naive"]
+        c1 = point_at(ner, 1)
+        r = best["throughput_per_s"] / ort["throughput_per_s"]
+        rows.append(_row("Triton INT8 ensemble at its best concurrency ≥ 1.0 × one in-process ORT INT8 session, batch 1",
+                         "bert-base", f"{best['throughput_per_s']}/s at c={best['concurrency']} vs "
+                         f"{ort['throughput_per_s']}/s", r, "≥ 1.0", r >= 1.0, note))
+        r = best["throughput_per_s"] / naive["throughput_per_s"]
+        rows.append(_row("Triton INT8 ensemble ≥ 3.5 × the naive PyTorch pipeline (throughput)", "bert-base",
+                         f"{best['throughput_per_s']}/s vs {naive['throughput_per_s']}/s", r, "≥ 3.5", r >= 3.5, note))
+        r = c1["p95_ms"] / naive["p95_ms"]
+        rows.append(_row("Triton INT8 p95 latency at concurrency 1 ≤ the naive pipeline's p95", "bert-base",
+                         f"{c1['p95_ms']} ms vs {naive['p95_ms']} ms", r, "≤ 1.0", r <= 1.0, note))
+        r = best["throughput_per_s"] / best_fp32["throughput_per_s"]
+        rows.append(_row("INT8 ≥ 2.2 × FP32 throughput through Triton (each at its best concurrency)", "bert-base",
+                         f"{best['throughput_per_s']}/s (c={best['concurrency']}) vs {best_fp32['throughput_per_s']}/s "
+                         f"(c={best_fp32['concurrency']})", r, "≥ 2.2", r >= 2.2, note))
+        peak = bert["memory"]["peak_under_load"]["total_bytes"]
+        rows.append(_row("Summed PSS of the server and its model processes, both precisions loaded, under load ≤ 1.2 GB",
+                         "bert-base", f"{mb(peak)} MB", peak / PSS_LIMIT_BYTES, "≤ 1.0 (of 1.2 GB)",
+                         peak <= PSS_LIMIT_BYTES, "memory is not affected by CPU contention"
+                         if not results["run"].get("smoke") else note))
+    default = results["sizes"].get("default")
+    if default:
+        c1 = point_at(default["triton_sdk"]["ner"], 1)
+        ort = default["baselines"]["ort_int8"]
+        gap = c1["p50_ms"] - ort["p50_ms"]
+        rows.append(_row("Default model: INT8 ensemble p50 at concurrency 1 ≤ in-process INT8 session p50 + 3 ms",
+                         "default", f"{c1['p50_ms']} ms vs {ort['p50_ms']} ms (+{gap:.2f} ms)", None, "gap ≤ 3 ms",
+                         gap <= 3.0, note))
+    for row in rows:
+        # CPU contention does not change memory: the PSS row is only "polluted" in a smoke run.
+        memory_row = row["target"].startswith("Summed PSS")
+        row["polluted"] = bool(results["run"].get("smoke")) if memory_row else bool(polluted)
+    return rows
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _met(value) -> str:
+    return {True: "**met**", False: "**not met**", None: "–"}[value]
+
+
+def _size_title(results: dict, size: str) -> str:
+    return f"{size} — {results['sizes'][size]['model']['description']}"
+
+
+def markdown(results: dict) -> str:
+    run, mach = results["run"], results["machine"]
+    out = ["# Chinese NER on Triton (CPU): benchmark report", ""]
+    mode_note = {"smoke": " — **smoke run**: a few requests on the tiny model, to prove the suite runs; not a measurement",
+                 "quick": " — **quick run**: both models but few requests; an end-to-end check, not figures to quote"}
+    out.append(f"Run {run['started_utc']} UTC, {run.get('seconds', '?')} s, `{run.get('command')}`"
+               f"{mode_note.get(run.get('mode'), '')}.")
+    if mach.get("contended"):
+        out += ["", f"> **Polluted figures.** The CPU was {mach['cpu_busy_before_start']:.0%} busy before the suite "
+                f"started (load average {mach['load_average_at_start']}; {', '.join(mach['busy_processes_at_start']) or '?'})."
+                " Every speed figure of this run was measured beside other work on 2 cores; memory figures are not "
+                "affected."]
+    out.append("")
+
+    out += ["## Targets", ""]
+    out += _table(["target", "model", "measured", "ratio", "threshold", "result"],
+                  [[t["target"] + (" *(polluted)*" if t.get("polluted") else ""), t["size"], t["measured"], t["ratio"],
+                    t["threshold"], _met(t["met"])] for t in results.get("targets", [])])
+    out.append("")
+
+    out += ["## Machine and versions", ""]
+    cpu = mach["cpu"]
+    flags = ", ".join(f for f, on in cpu["flags"].items() if on)
+    out += [f"- CPU: {cpu['model']}, {cpu['logical_cores']} logical cores ({cpu['usable_cores']} usable), "
+            f"VNNI: {'yes' if cpu['vnni'] else 'no'}; flags: {flags}",
+            f"- Memory: {mach['memory_bytes'] / 2**30:.1f} GiB; kernel {mach['kernel']}",
+            f"- Load average at start {mach['load_average_at_start']}, at end {run.get('load_average_at_end')}; "
+            f"CPU busy before start {mach['cpu_busy_before_start']:.0%}",
+            "- Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items() if v),
+            f"- Code: {results['git'].get('commit', '?')[:12]} ({results['git'].get('dirty_files', 0)} files changed "
+            "since)", ""]
+
+    sizes = list(results["sizes"])
+    out += ["## Side by side", "",
+            "Same texts (MSRA test sentences), same machine, one run. Throughput in texts per second; latency per text "
+            "in ms. *naive*: Hugging Face pipeline on PyTorch FP32 (or the model's own PyTorch module with the "
+            "project's decoding), batch 1, 2 threads. *ORT session*: one in-process ONNX Runtime session, batch 1, "
+            "2 threads, tokenisation excluded. *Triton*: the ensembles through the client SDK over gRPC, each "
+            "concurrency level a separate closed-loop run.", ""]
+    for size in sizes:
+        r = results["sizes"][size]
+        t = r["texts"]
+        out += [f"### {_size_title(results, size)}", "",
+                f"{t['count']} texts, mean {t['mean_chars']} characters (median {t['median_chars']}, max "
+                f"{t['max_chars']}); client: {'ner_client SDK' if r['client']['sdk'] else 'raw tritonclient (' + r['client']['note'] + ')'}.", ""]
+        rows = []
+        b = r["baselines"]
+        for key, label in (("naive", "naive PyTorch FP32"), ("ort_fp32", "ORT session FP32"),
+                           ("ort_int8", "ORT session INT8"), ("ort_int8_reduce_range", "ORT session INT8 reduce_range")):
+            if key in b:
+                rows.append([label, "1", b[key]["throughput_per_s"], b[key].get("p50_ms"), b[key].get("p95_ms"),
+                             b[key].get("p99_ms")])
+        for model, label in (("ner", "Triton INT8 (`ner`)"), ("ner_fp32", "Triton FP32 (`ner_fp32`)")):
+            for p in r["triton_sdk"][model]:
+                rows.append([label, p["concurrency"], p["throughput_per_s"], p.get("p50_ms"), p.get("p95_ms"),
+                             p.get("p99_ms")])
+        out += _table(["what", "concurrency", "throughput/s", "p50 ms", "p95 ms", "p99 ms"], rows)
+        if "ort_int8_grouped_batch8" in b:
+            g, p8 = b["ort_int8_grouped_batch8"], b["ort_int8_padded_batch8"]
+            out += ["", f"For reference, the same INT8 session over rows sorted by length, up to 8 per run: "
+                    f"{g['throughput_per_s']} rows/s when a run is padded at most {g['max_padding_ratio']:.0%} (the "
+                    f"served encoder's rule), {p8['throughput_per_s']} rows/s when each run of 8 is padded to its "
+                    f"longest row, against {b['ort_int8']['throughput_per_s']} at batch 1."]
+        out.append("")
+
+    out += ["## Triton through the client SDK", "",
+            "Every concurrency point, with what the encoder's dynamic batcher achieved (requests per execution, from "
+            "Triton's statistics) and failed requests.", ""]
+    for size in sizes:
+        r = results["sizes"][size]
+        rows = []
+        for model in ("ner", "ner_fp32"):
+            encoder = "encoder_int8" if model == "ner" else "encoder_fp32"
+            for p in r["triton_sdk"][model]:
+                rows.append([model, p["concurrency"], p["requests"], p["throughput_per_s"], p.get("p50_ms"),
+                             p.get("p90_ms"), p.get("p95_ms"), p.get("p99_ms"),
+                             p.get("server_stats", {}).get(encoder, {}).get("requests_per_execution"), p["errors"]])
+        out += [f"### {_size_title(results, size)}", ""]
+        out += _table(["model", "concurrency", "requests", "throughput/s", "p50", "p90", "p95", "p99",
+                       "encoder req/exec", "errors"], rows)
+        out.append("")
+
+    out += ["## gRPC and HTTP", "", "The INT8 ensemble through the SDK over each protocol (same texts and counts).", ""]
+    rows = []
+    for size in sizes:
+        r = results["sizes"][size]
+        for p in r["triton_sdk_http"]["ner"]:
+            g = point_at(r["triton_sdk"]["ner"], p["concurrency"])
+            rows.append([size, p["concurrency"], g.get("throughput_per_s"), p["throughput_per_s"], g.get("p50_ms"),
+                         p.get("p50_ms"), g.get("p95_ms"), p.get("p95_ms")])
+    out += _table(["model", "concurrency", "gRPC /s", "HTTP /s", "gRPC p50 ms", "HTTP p50 ms", "gRPC p95 ms",
+                   "HTTP p95 ms"], rows)
+    out.append("")
+    out += ["perf_analyzer below compares the protocols too, with Triton's own C++ client.", ""]
+
+    out += ["## Where the time goes", "",
+            "Triton's per-model statistics over the INT8 ensemble's concurrency-1 run and its best run: mean ms per "
+            "request in each stage (queue, compute input, compute, compute output), and requests per execution.", ""]
+    for size in sizes:
+        r = results["sizes"][size]
+        ner = r["triton_sdk"]["ner"]
+        for label, point in (("concurrency 1", point_at(ner, 1)), (f"best (c={best_point(ner).get('concurrency')})",
+                                                                    best_point(ner))):
+            stats = point.get("server_stats", {})
+            rows = [[name, s["requests"], s["requests_per_execution"], s["queue_ms"], s["compute_input_ms"],
+                     s["compute_infer_ms"], s["compute_output_ms"], s["success_ms"]]
+                    for name, s in stats.items() if name in ("ner", "tokenizer", "encoder_int8", "decoder")]
+            out += [f"**{size}, {label}** (client-side p50 {point.get('p50_ms')} ms)", ""]
+            out += _table(["model", "requests", "req/exec", "queue", "compute input", "compute", "compute output",
+                           "total"], rows)
+            out.append("")
+        c1 = point_at(ner, 1)
+        ort = r["baselines"]["ort_int8"]
+        enc = c1.get("server_stats", {}).get("encoder_int8", {})
+        if enc:
+            out += [f"At concurrency 1 the client sees {c1.get('p50_ms')} ms (p50) where the in-process session needs "
+                    f"{ort.get('p50_ms')} ms; inside Triton the encoder's compute is {enc.get('compute_infer_ms')} ms "
+                    "per request (mean).", ""]
+
+    out += ["## perf_analyzer", ""]
+    for size in sizes:
+        pa = results["sizes"][size]["perf_analyzer"]
+        out += [f"### {_size_title(results, size)}", ""]
+        if not pa["available"]:
+            out += [f"Not run: {pa['note']}", ""]
+            continue
+        out += [f"{pa['note']}; real MSRA text via `--input-data` (the encoder alone gets the rows the tokenizer "
+                "would give it); `--measurement-mode count_windows`, 3 windows averaged (the note gives their spread). "
+                "Latencies in ms; server-side columns are means per request.", ""]
+        rows = [[p["model"], p["protocol"], p["concurrency"], p.get("throughput_per_s"), p.get("p50_ms"),
+                 p.get("p95_ms"), p.get("p99_ms"), p.get("server_queue_ms"), p.get("server_compute_infer_ms"),
+                 p.get("error") or ("unstable: windows' mean, median window p95; " if p.get("unstable") else "")
+                 + (f"windows ±{p['window_spread'] / 2:.0%}" if p.get("window_spread") is not None else "")]
+                for p in pa["runs"]]
+        out += _table(["model", "protocol", "concurrency", "infer/s", "p50", "p95", "p99", "server queue",
+                       "server compute", "note"], rows)
+        out.append("")
+
+    out += ["## locust", "", "Headless, loopback only, each user class alone, bounded by time and request count.", ""]
+    rows = []
+    for size in sizes:
+        for user, l in results["sizes"][size]["locust"].items():
+            if l.get("skipped") or l.get("error"):
+                rows.append([size, user, "–", "–", "–", "–", "–", "–", l.get("skipped") or l.get("error")])
+            else:
+                rows.append([size, user, l["users"], l["requests"], l["failures"], l["throughput_per_s"], l["p50_ms"],
+                             l["p95_ms"], f"≤ {l['run_time_limit_s']} s / ≤ {l['max_requests']} requests"])
+    out += _table(["model", "user", "users", "requests", "failures", "req/s", "p50 ms", "p95 ms", "bounds / note"], rows)
+    out.append("")
+
+    out += ["## Memory", "",
+            "Sum of PSS (`/proc/<pid>/smaps_rollup`) over tritonserver and every model process below it; both "
+            "precisions loaded. Peak under load: the largest sample (every 0.5 s) during the SDK, perf_analyzer and "
+            "locust runs.", ""]
+    rows = []
+    for size in sizes:
+        m = results["sizes"][size]["memory"]
+        for label, key in (("idle after start", "idle_after_start"), ("peak under load", "peak_under_load"),
+                           ("idle after load", "idle_after_load")):
+            sample = m.get(key)
+            if sample:
+                parts = ", ".join(f"{k} {mb(v)}" for k, v in sorted(sample["processes"].items(), key=lambda kv: -kv[1]))
+                rows.append([size, label, mb(sample["total_bytes"]), parts])
+    out += _table(["model", "when", "total MB", "per process (MB)"], rows)
+    out.append("")
+
+    out += ["## INT8 reduce_range", "",
+            "INT8 quantized with `reduce_range=True` (7-bit weights, what CPUs without VNNI need; `python -m export "
+            "--reduce-range`) beside the default INT8 build (full-range, for VNNI), in-process batch 1.", ""]
+    rows = []
+    for size in sizes:
+        b = results["sizes"][size]["baselines"]
+        for key, label in (("ort_int8", "INT8 (VNNI build)"), ("ort_int8_reduce_range", "INT8 reduce_range"),
+                           ("ort_fp32", "FP32")):
+            rows.append([size, label, b[key]["throughput_per_s"], b[key].get("p50_ms")])
+    out += _table(["model", "build", "throughput/s", "p50 ms"], rows)
+    acc = results["sizes"].get("default", {}).get("accuracy")
+    if acc:
+        out += ["", f"Accuracy on the default model, {acc['sentences']} MSRA test sentences, entity-level exact match "
+                "(decoded by the served decoder's code):", ""]
+        out += _table(["build", "precision", "recall", "F1", "same entities as FP32"],
+                      [[k, v["precision"], v["recall"], v["f1"], v.get("same_entities_as_fp32")]
+                       for k, v in acc["scores"].items()])
+    tuning_rr = [row for size in sizes for row in results["sizes"][size].get("tuning", []) if "reduce_range" in row["variant"]]
+    for row in tuning_rr:
+        out += ["", f"Through Triton (tuning sweep): reduce_range INT8 ensemble {row['c8_throughput_per_s']}/s at c=8, "
+                f"p50 {row['c1_p50_ms']} ms at c=1."]
+    out.append("")
+
+    out += ["## Tuning", "",
+            "Each variant of the served configuration on its own server (INT8 ensemble only), same texts: latency at "
+            "concurrency 1 and throughput at concurrency 8. The first row is what ships (`RepositoryConfig` defaults "
+            "in export/repository.py).", ""]
+    chosen = results["sizes"][sizes[0]]["repository"] if sizes else {}
+    keys = ("encoder_instances", "intra_op_threads", "ort_allow_spinning", "tokenizer_instances", "decoder_instances", "max_queue_delay_us",
+            "max_tokens_per_run", "max_padding_ratio", "enable_cpu_mem_arena", "trim_after_tokens")
+    out += ["Chosen: " + ", ".join(f"`{k}={chosen.get(k)}`" for k in keys) + "; encoder inputs `allow_ragged_batch`, "
+            "rows regrouped by real length inside the encoder; Triton response cache off for the benchmark (inputs "
+            "repeat), on in the shipped repository.", ""]
+    for size in sizes:
+        rows = [[t["variant"], t["c1_p50_ms"], t["c1_p95_ms"], t["c8_throughput_per_s"], t["c8_p95_ms"],
+                 t["c8_encoder_requests_per_execution"], mb(t["peak_pss_bytes"]), t["errors"], t["note"]]
+                for t in results["sizes"][size].get("tuning", [])]
+        if rows:
+            out += [f"### {_size_title(results, size)}", ""]
+            out += _table(["variant", "c=1 p50 ms", "c=1 p95 ms", "c=8 /s", "c=8 p95 ms", "encoder req/exec",
+                           "peak PSS MB", "errors", "what"], rows)
+            out.append("")
+
+    out += ["## Plots", ""]
+    plots = results.get("plots", {})
+    if "error" in plots:
+        out += [plots["error"], ""]
+    for name, file in plots.items():
+        if name != "error":
+            out += [f"![{name}]({file})", ""]
+
+    out += ["## Settings", "", "```json"]
+    import json
+
+    out += [json.dumps(results["settings"], ensure_ascii=False), "```", ""]
+    return "\n".join(out)

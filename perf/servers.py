@@ -1,0 +1,63 @@
+"""A real tritonserver per model repository, on free loopback ports, and Triton's per-model statistics."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from serving.server import ServerConfig, TritonServer, free_port
+
+
+@contextmanager
+def triton(repository: Path, log_dir: Path, timeout: float = 300.0):
+    """Starts tritonserver on ``repository`` and yields it (``.http_url``, ``.grpc_url``, ``.process.pid``)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    server = TritonServer(ServerConfig(model_repository=repository, http_port=free_port(), grpc_port=free_port(),
+                                       metrics_port=free_port(), log_file=log_dir / f"tritonserver-{repository.name}.log"))
+    started = time.perf_counter()
+    server.start(timeout=timeout)
+    server.ready_seconds = round(time.perf_counter() - started, 2)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def model_statistics(grpc_url: str) -> dict:
+    """Cumulative statistics of every model: counts and total nanoseconds per stage."""
+    import tritonclient.grpc as grpcclient
+
+    stats = grpcclient.InferenceServerClient(grpc_url).get_inference_statistics(as_json=True)
+    out = {}
+    for model in stats.get("model_stats", []):
+        inference = model.get("inference_stats", {})
+        out[model["name"]] = {
+            "inference_count": int(model.get("inference_count", 0)),
+            "execution_count": int(model.get("execution_count", 0)),
+            **{f"{stage}_ns": int(inference.get(stage, {}).get("ns", 0))
+               for stage in ("success", "queue", "compute_input", "compute_infer", "compute_output")},
+            "success_count": int(inference.get("success", {}).get("count", 0)),
+        }
+    return out
+
+
+def statistics_delta(before: dict, after: dict) -> dict:
+    """Per model, over the requests between two snapshots: mean milliseconds per request in each stage, and the mean
+    number of requests per execution (what the dynamic batcher achieved)."""
+    out = {}
+    for name, end in after.items():
+        start = before.get(name, {})
+        d = {k: end[k] - start.get(k, 0) for k in end}
+        n = d["success_count"]
+        if n <= 0:
+            continue
+        out[name] = {
+            "requests": n,
+            "executions": d["execution_count"],
+            "inferences": d["inference_count"],
+            "requests_per_execution": round(n / max(d["execution_count"], 1), 2),
+            **{f"{stage}_ms": round(d[f"{stage}_ns"] / n / 1e6, 3)
+               for stage in ("success", "queue", "compute_input", "compute_infer", "compute_output")},
+        }
+    return out

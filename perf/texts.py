@@ -1,0 +1,61 @@
+"""The benchmark's texts: sentences of the MSRA test set (``export.paths.msra_file("test")``), in file order, with
+their gold entities for the accuracy check."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from export.paths import msra_file
+
+
+@dataclass(frozen=True)
+class Sentence:
+    text: str
+    entities: frozenset  # {(start, end, type)} in code points, end exclusive
+
+
+def _spans(tags: list[str]) -> set[tuple[int, int, str]]:
+    """Gold entities read strictly, as the project's evaluation does (``evaluation.scoring``)."""
+    from evaluation.scoring import spans_from_tags
+
+    return {(start, end, kind) for _, kind, start, end in spans_from_tags(0, tags)}
+
+
+def msra_sentences(limit: int | None = None, skip_empty: bool = True) -> list[Sentence]:
+    """The first ``limit`` sentences of MSRA test (all when None)."""
+    sentences: list[Sentence] = []
+    chars: list[str] = []
+    tags: list[str] = []
+
+    def close():
+        text = "".join(chars)
+        if text.strip() or not skip_empty:
+            sentences.append(Sentence(text, frozenset(_spans(tags))))
+        chars.clear()
+        tags.clear()
+
+    with open(msra_file("test"), encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line.strip():
+                char, _, tag = line.partition("\t")
+                chars.append(char)
+                tags.append(tag.strip() or "O")
+            elif chars:
+                close()
+                if limit is not None and len(sentences) >= limit:
+                    break
+    if chars and (limit is None or len(sentences) < limit):
+        close()
+    return sentences[:limit] if limit is not None else sentences
+
+
+def texts(limit: int) -> list[str]:
+    return [s.text for s in msra_sentences(limit)]
+
+
+def describe(values: list[str]) -> dict:
+    lengths = sorted(len(t) for t in values)
+    return {"count": len(values), "mean_chars": round(sum(lengths) / max(len(lengths), 1), 1),
+            "median_chars": lengths[len(lengths) // 2] if lengths else 0, "max_chars": lengths[-1] if lengths else 0,
+            "source": f"first {len(values)} sentences of {msra_file('test')}"}

@@ -1,0 +1,75 @@
+"""The benchmark suite runs end to end in its smoke form (tiny model in both slots, a few requests, real
+tritonserver, perf_analyzer, locust), and writes every output: results JSON, a Markdown report with every section,
+the PNG plots. So the suite cannot rot; its figures mean nothing here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from perf import perf_analyzer
+from perf.__main__ import main
+from perf.report import SECTIONS
+from perf.suite import SIZES
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("perf") / "results"
+    assert main(["--smoke", "--output", str(out)]) == 0
+    yield out
+    shutil.rmtree(out, ignore_errors=True)
+
+
+def test_results_json_has_every_part(smoke_run):
+    results = json.loads((smoke_run / "results.json").read_text())
+    assert results["run"]["smoke"] is True
+    assert "avx512_vnni" in results["machine"]["cpu"]["flags"]
+    assert results["machine"]["cpu"]["logical_cores"] >= 1
+    assert results["versions"]["onnxruntime"] and results["versions"]["tritonclient"]
+    assert set(results["sizes"]) == set(SIZES)
+    for size, r in results["sizes"].items():
+        assert {"naive", "ort_fp32", "ort_int8", "ort_int8_reduce_range"} <= set(r["baselines"]), size
+        for model in ("ner", "ner_fp32"):
+            points = r["triton_sdk"][model]
+            assert [p["concurrency"] for p in points] == results["settings"]["sdk_concurrency"]
+            assert all(p["requests"] > 0 and p["errors"] == 0 for p in points), points
+            assert "encoder_int8" in points[0]["server_stats"] or model == "ner_fp32"
+        assert all(p["errors"] == 0 for p in r["triton_sdk_http"]["ner"])
+        assert r["memory"]["peak_under_load"]["total_bytes"] > 0
+        assert any(name.startswith("encoder_int8") for name in r["memory"]["peak_under_load"]["processes"])
+        assert r["locust"]["TritonHttpUser"].get("requests", 0) > 0, r["locust"]["TritonHttpUser"]
+        ws = r["locust"]["WebSocketUser"]
+        assert ws.get("requests", 0) > 0 or ws.get("skipped"), ws
+        assert r["tuning"] and all(t["errors"] == 0 for t in r["tuning"])
+        if perf_analyzer.status()[0]:
+            runs = r["perf_analyzer"]["runs"]
+            assert {(p["model"], p["protocol"]) for p in runs} == {
+                (m, proto) for m in results["settings"]["pa_models"] for proto in results["settings"]["pa_protocols"]}
+            assert all(p.get("throughput_per_s") for p in runs), runs
+    assert "accuracy" in results["sizes"]["default"]
+    assert {t["size"] for t in results["targets"]} == set(SIZES)
+    assert all(t["met"] in (True, False) for t in results["targets"])
+
+
+def test_report_has_every_section_and_the_targets_table(smoke_run):
+    report = (smoke_run / "report.md").read_text()
+    for section in SECTIONS:
+        assert f"\n## {section}" in report, section
+    assert "smoke run" in report
+    results = json.loads((smoke_run / "results.json").read_text())
+    for target in results["targets"]:
+        assert target["target"] in report
+
+
+def test_plots_are_pngs(smoke_run):
+    results = json.loads((smoke_run / "results.json").read_text())
+    assert set(results["plots"]) == {"throughput_vs_concurrency", "latency_percentiles", "fp32_vs_int8"}
+    for file in results["plots"].values():
+        data = (smoke_run / file).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 10_000
+        assert f"]({file})" in (smoke_run / "report.md").read_text()
