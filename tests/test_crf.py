@@ -1,0 +1,45 @@
+"""CRF inference against brute force over every tag path of a short sequence."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from ner_pipeline.crf import CrfParameters, _marginals_log_space, marginals, viterbi
+
+
+def brute_force(emissions, crf):
+    n, c = emissions.shape
+    scores = {}
+    for path in itertools.product(range(c), repeat=n):
+        scores[path] = (crf.start_transitions[path[0]] + emissions[0, path[0]] + crf.end_transitions[path[-1]]
+                        + sum(crf.transitions[path[i - 1], path[i]] + emissions[i, path[i]] for i in range(1, n)))
+    log_z = np.logaddexp.reduce(list(scores.values()))
+    probs = np.zeros((n, c))
+    for path, score in scores.items():
+        probs[np.arange(n), list(path)] += np.exp(score - log_z)
+    return max(scores, key=scores.get), probs
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_viterbi_and_marginals_equal_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    c, n = 4, 5
+    crf = CrfParameters(rng.normal(size=(c, c)) * 2, rng.normal(size=c), rng.normal(size=c))
+    emissions = rng.normal(size=(n, c)) * 3
+    best, probs = brute_force(emissions, crf)
+    assert tuple(viterbi(emissions, crf)) == best
+    assert np.abs(marginals(emissions, crf) - probs).max() < 1e-10
+
+
+def test_probability_space_matches_log_space_with_hard_constraints():
+    rng = np.random.default_rng(0)
+    c, n = 7, 60
+    transitions = rng.normal(size=(c, c))
+    transitions[0, 2] = transitions[1, 4] = -10000.0  # forbidden moves, as constrained CRFs store them
+    crf = CrfParameters(transitions, rng.normal(size=c), rng.normal(size=c))
+    emissions = rng.normal(size=(n, c)) * 20
+    assert np.abs(marginals(emissions, crf) - _marginals_log_space(emissions, crf)).max() < 1e-9
+    assert np.allclose(marginals(emissions, crf).sum(axis=1), 1.0)
