@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -27,6 +28,9 @@ class ServerConfig:
     log_file: Path | None = None
     layout_root: Path = REPO_ROOT / ".triton"
     extra_args: list[str] = field(default_factory=list)
+    # The model-repository API (index, load, unload) and the shared-memory API (registering /dev/shm regions) answer
+    # only requests carrying a key drawn at random for each start and kept nowhere: no client of ours uses them.
+    restrict_admin_apis: bool = True
 
 
 def free_port() -> int:
@@ -52,8 +56,20 @@ def server_command(cfg: ServerConfig, layout: ServerLayout) -> list[str]:
         "--model-control-mode=none",
         "--strict-readiness=true",
         "--exit-on-error=true",
+        *restricted_api_args(cfg),
         *cfg.extra_args,
     ]
+
+
+ADMIN_APIS = "model-repository,shared-memory"
+
+
+def restricted_api_args(cfg: ServerConfig) -> list[str]:
+    if not cfg.restrict_admin_apis:
+        return []
+    key = secrets.token_hex(16)
+    return [f"--http-restricted-api={ADMIN_APIS}:triton-admin-key={key}",
+            f"--grpc-restricted-protocol={ADMIN_APIS}:triton-admin-key={key}"]
 
 
 class TritonServer:
@@ -105,6 +121,22 @@ class TritonServer:
             stop_process_group(self.process.pid, timeout)
             self.process.wait()
             self.process = None
+
+    def kill(self, timeout: float = 10.0, known_stubs=()) -> list[str]:
+        """Stops the server at once (SIGKILL to its process group, stubs included), without waiting for requests in
+        flight: for a server that can no longer answer them (a dead stub makes a graceful stop hang for Triton's
+        exit timeout). Removes the shared-memory regions the stubs leave behind (those found now and those of
+        ``known_stubs``, e.g. recorded when the server became ready: a dead stub no longer shows its own); returns
+        their names."""
+        if self.process is None:
+            return []
+        from .processes import kill_group, remove_shm_regions, stubs_of
+
+        stubs = {s.pid: s for s in (*known_stubs, *stubs_of(self.process.pid))}
+        kill_group(self.process.pid, list(stubs), timeout)
+        self.process.wait()
+        self.process = None
+        return remove_shm_regions({s.shm_region for s in stubs.values()})
 
     def __enter__(self):
         return self.start()
