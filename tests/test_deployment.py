@@ -65,7 +65,11 @@ def test_gateway_reaches_tritons_grpc_port_and_waits_for_it():
     assert host == "triton" and port == flag(triton["command"], "--grpc-port")
     assert port in triton["expose"]
     assert webui["depends_on"]["triton"]["condition"] == "service_healthy"
-    assert f"localhost:{flag(triton['command'], '--http-port')}/v2/health/ready" in " ".join(triton["healthcheck"]["test"])
+    check = " ".join(triton["healthcheck"]["test"])
+    http = flag(triton["command"], "--http-port")
+    assert f"localhost:{http}/v2/health/ready" in check
+    # A dead Python-backend stub leaves readiness at 200: the check must run an inference the cache cannot answer.
+    assert f"localhost:{http}/v2/models/ner/infer" in check and "date +%s%N" in check
     assert "/healthz" in " ".join(webui["healthcheck"]["test"])
 
 

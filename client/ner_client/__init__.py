@@ -9,7 +9,8 @@
 
 from .aio import AsyncNerClient
 from .entity import Entity, ModelInfo
-from .errors import InputRejected, ModelNotReady, NerError, RequestTimeout, ServerError, ServerUnavailable
+from .errors import (InputRejected, ModelNotReady, NerError, RequestTimeout, ServerBusy, ServerError,
+                     ServerUnavailable)
 from .sync import NerClient
 
 __version__ = "0.1.0"
@@ -21,6 +22,7 @@ __all__ = [
     "ModelInfo",
     "NerError",
     "ServerUnavailable",
+    "ServerBusy",
     "ModelNotReady",
     "InputRejected",
     "RequestTimeout",

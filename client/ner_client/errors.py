@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import socket
 
-__all__ = ["NerError", "ServerUnavailable", "ModelNotReady", "InputRejected", "RequestTimeout", "ServerError"]
+__all__ = ["NerError", "ServerUnavailable", "ServerBusy", "ModelNotReady", "InputRejected", "RequestTimeout",
+           "ServerError"]
 
 
 class NerError(Exception):
@@ -27,6 +28,11 @@ class ServerUnavailable(NerError, ConnectionError):
         super().__init__(message)
         self.url = url
         self.attempts = attempts
+
+
+class ServerBusy(ServerUnavailable):
+    """The server is up but refused the request under load (its queue was full, or the request waited in the queue
+    past the queue's timeout). Not retried by the SDK: retrying would add to the overload; back off and try later."""
 
 
 class ModelNotReady(NerError):
@@ -71,6 +77,8 @@ class ServerError(NerError):
 _INPUT_MESSAGES = ("not valid utf-8", "over the limit", "max_text_chars", "max_rows_per_request", "batch-size must be")
 _NOT_READY_MESSAGES = ("unknown model", "is not ready", "no available versions", "is not found")
 _UNAVAILABLE_CODES = {"StatusCode.UNAVAILABLE", "503"}
+# Triton's words when a model's bounded queue refuses a request (max_queue_size, default_timeout_microseconds).
+_BUSY_MESSAGES = ("exceeds maximum queue size", "request timeout expired")
 _TIMEOUT_CODES = {"StatusCode.DEADLINE_EXCEEDED", "504"}
 _INVALID_CODES = {"StatusCode.INVALID_ARGUMENT", "400", "StatusCode.OUT_OF_RANGE", "413"}
 _NOT_FOUND_CODES = {"StatusCode.NOT_FOUND", "404"}
@@ -100,6 +108,8 @@ def from_server(exc: BaseException, *, url: str, model: str, timeout: float) -> 
     message = exc.message() if callable(getattr(exc, "message", None)) else str(exc)
     message = one_line(message or str(exc))
     lowered = message.lower()
+    if any(m in lowered for m in _BUSY_MESSAGES):
+        return ServerBusy(f"the NER server at {url} is overloaded: {message}", url), False
     if status in _UNAVAILABLE_CODES:
         return ServerUnavailable(f"the NER server at {url} is unavailable: {message}", url), True
     if status in _TIMEOUT_CODES:
