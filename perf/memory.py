@@ -8,15 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-
-def children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
+from serving.processes import STUB_BINARY, children, cmdline
 
 
 def process_tree(pid: int) -> list[int]:
@@ -42,12 +34,8 @@ def pss_bytes(pid: int) -> int:
 
 def command_name(pid: int) -> str:
     """A short name: the model instance a stub serves (its argv names it), else the executable."""
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return "?"
-    argv = [a.decode(errors="replace") for a in argv if a]
-    if argv and argv[0].endswith("triton_python_backend_stub") and len(argv) >= 8:
+    argv = cmdline(pid)
+    if argv and argv[0].endswith(STUB_BINARY) and len(argv) >= 8:
         return argv[-2]  # e.g. encoder_int8_0_0
     return Path(argv[0]).name if argv else "?"
 
