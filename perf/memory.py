@@ -8,18 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from serving.processes import STUB_BINARY, children, cmdline
-
-
-def process_tree(pid: int) -> list[int]:
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        if current in tree:
-            continue
-        tree.append(current)
-        todo += children(current)
-    return tree
+from serving.processes import STUB_BINARY, cmdline, process_tree
 
 
 def pss_bytes(pid: int) -> int:
