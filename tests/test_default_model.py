@@ -1,0 +1,47 @@
+"""The shipped default model, exported and served as the README's first command does, scored on a fixed slice of
+MSRA test through Triton: the F1 must stay within 0.5 points of the figure its model card records for that slice."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from export.__main__ import export_checkpoint
+from export.paths import REPO_ROOT
+from export.repository import RepositoryConfig
+from serving.server import ServerConfig, TritonServer, free_port
+
+DEFAULT_MODEL = REPO_ROOT / "models" / "default"
+CARD_SCORES = DEFAULT_MODEL / "eval_msra_test_slice.json"
+
+
+@pytest.fixture(scope="module")
+def served_default(tmp_path_factory):
+    repository = tmp_path_factory.mktemp("default") / "model_repository"
+    export_checkpoint(DEFAULT_MODEL, repository, RepositoryConfig())
+    server = TritonServer(ServerConfig(model_repository=repository, http_port=free_port(), grpc_port=free_port(),
+                                       metrics_port=free_port(), log_file=repository.parent / "tritonserver.log"))
+    server.start(timeout=180)
+    yield server, repository
+    server.stop()
+
+
+def test_default_model_slice_f1_is_within_half_a_point_of_its_card(served_default, tmp_path):
+    server, repository = served_default
+    card = json.loads(CARD_SCORES.read_text())
+    output = tmp_path / "slice.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "evaluation", "--url", server.grpc_url, "--offset", str(card["offset"]),
+         "--limit", str(card["sentences"]), "--in-process", str(repository), "--output", str(output)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(output.read_text())
+    assert report["sentences"] == card["sentences"]
+    for model in ("ner", "ner_fp32"):
+        floor = 100 * card["models"][model]["overall"]["f1"] - 0.5
+        assert 100 * report["models"][model]["overall"]["f1"] >= floor, model
+    # The serving path loses nothing: the served FP32 F1 equals the same ONNX file and decoder run in process.
+    assert report["served_fp32_equals_in_process"] is True
