@@ -23,7 +23,7 @@ from serving.server import ServerConfig, TritonServer, free_port, tail
 from texts import AWKWARD_TEXTS, expected_entities
 from triton_calls import infer
 
-websockets = pytest.importorskip("websockets", reason="pip install -r requirements/webui.txt")
+import websockets  # noqa: F401  (requirements/webui.txt)
 from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
