@@ -133,9 +133,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                         default=_env("NER_MAX_TEXTS_PER_REQUEST", defaults.max_texts_per_request),
                         help="ensemble max_batch_size [NER_MAX_TEXTS_PER_REQUEST]")
     parser.add_argument("--encoder-instances", type=int, default=_env("NER_ENCODER_INSTANCES", defaults.encoder_instances),
-                        help="instances per encoder [NER_ENCODER_INSTANCES]")
+                        help="instances of the INT8 encoder [NER_ENCODER_INSTANCES]")
     parser.add_argument("--intra-op-threads", type=int, default=_env("NER_INTRA_OP_THREADS", defaults.intra_op_threads),
-                        help="ONNX Runtime threads per encoder instance [NER_INTRA_OP_THREADS]")
+                        help="ONNX Runtime threads per INT8 encoder instance [NER_INTRA_OP_THREADS]")
+    parser.add_argument("--fp32-encoder-instances", type=int,
+                        default=_env("NER_FP32_ENCODER_INSTANCES", defaults.fp32_encoder_instances),
+                        help="instances of the FP32 encoder [NER_FP32_ENCODER_INSTANCES]")
+    parser.add_argument("--fp32-intra-op-threads", type=int,
+                        default=_env("NER_FP32_INTRA_OP_THREADS", defaults.fp32_intra_op_threads),
+                        help="ONNX Runtime threads per FP32 encoder instance [NER_FP32_INTRA_OP_THREADS]")
     parser.add_argument("--max-queue-delay-us", type=int,
                         default=_env("NER_MAX_QUEUE_DELAY_US", defaults.max_queue_delay_us),
                         help="dynamic batching delay, at most 2000 [NER_MAX_QUEUE_DELAY_US]")
@@ -156,6 +162,8 @@ def main(argv=None) -> int:
         window=window,
         encoder_instances=args.encoder_instances,
         intra_op_threads=args.intra_op_threads,
+        fp32_encoder_instances=args.fp32_encoder_instances,
+        fp32_intra_op_threads=args.fp32_intra_op_threads,
         max_queue_delay_us=args.max_queue_delay_us,
         response_cache=not args.no_response_cache,
     )

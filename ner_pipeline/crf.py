@@ -67,27 +67,33 @@ def _marginals_log_space(emissions: np.ndarray, crf: CrfParameters) -> np.ndarra
 def marginals(emissions: np.ndarray, crf: CrfParameters) -> np.ndarray:
     """P(tag at position t = c | all emissions), by forward-backward; [n, C].
 
-    Runs in probability space with per-step rescaling (a matrix-vector product per position, several times faster
-    than log-space on a CPU); falls back to log space if a step underflows to zero."""
+    Runs in probability space (a vector-matrix product per position, several times faster than log space on a CPU),
+    with the forward and backward recursions stacked into one batched product per step, and rescaled every few
+    steps: every row of the result is normalised at the end, so per-row scale factors cancel. Falls back to log space
+    if a step underflows to zero."""
     n, c = emissions.shape
     if n == 0:
         return np.zeros((0, c))
     emissions = emissions.astype(np.float64)
     step = np.exp(emissions - emissions.max(axis=1, keepdims=True))
     transition = np.exp(crf.transitions - crf.transitions.max())
-    alpha = np.empty((n, c))
-    beta = np.empty((n, c))
-    alpha[0] = np.exp(crf.start_transitions - crf.start_transitions.max()) * step[0]
-    beta[-1] = np.exp(crf.end_transitions - crf.end_transitions.max())
-    with np.errstate(invalid="ignore", divide="ignore"):
-        alpha[0] /= alpha[0].sum()
-        beta[-1] /= beta[-1].sum()
+    both = np.stack([transition, transition.T])  # forward: alpha @ T; backward: T @ (step * beta) = (step * beta) @ T'
+    # forward[t] = alpha[t] / step[t] (alpha before position t's own emission); backward[t] = beta[t]
+    forward = np.empty((n, c))
+    backward = np.empty((n, c))
+    forward[0] = np.exp(crf.start_transitions - crf.start_transitions.max())
+    backward[-1] = np.exp(crf.end_transitions - crf.end_transitions.max())
+    state = np.stack([forward[0] * step[0], backward[-1] * step[-1]])[:, None, :]  # [2, 1, C]
+    weights = np.stack([step[1:], step[-2::-1]], axis=1)[:, :, None, :] if n > 1 else None  # [n-1, 2, 1, C]
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore", under="ignore"):
         for t in range(1, n):
-            a = (alpha[t - 1] @ transition) * step[t]
-            alpha[t] = a / a.sum()
-            b = transition @ (step[n - t] * beta[n - t])
-            beta[n - t - 1] = b / b.sum()
-        joint = alpha * beta
+            product = state @ both
+            forward[t] = product[0, 0]
+            backward[n - 1 - t] = product[1, 0]
+            state = product * weights[t - 1]
+            if t % 8 == 0:
+                state /= state.sum(axis=2, keepdims=True)
+        joint = forward * step * backward
         result = joint / joint.sum(axis=1, keepdims=True)
     if not np.isfinite(result).all():
         return _marginals_log_space(emissions, crf)

@@ -300,7 +300,8 @@ def markdown(results: dict) -> str:
             "concurrency 1 and throughput at concurrency 8. The first row is what ships (`RepositoryConfig` defaults "
             "in export/repository.py).", ""]
     chosen = results["sizes"][sizes[0]]["repository"] if sizes else {}
-    keys = ("encoder_instances", "intra_op_threads", "ort_allow_spinning", "tokenizer_instances", "decoder_instances", "max_queue_delay_us",
+    keys = ("encoder_instances", "intra_op_threads", "fp32_encoder_instances", "fp32_intra_op_threads",
+            "ort_allow_spinning", "tokenizer_instances", "decoder_instances", "max_queue_delay_us",
             "max_tokens_per_run", "max_padding_ratio", "enable_cpu_mem_arena", "trim_after_tokens")
     out += ["Chosen: " + ", ".join(f"`{k}={chosen.get(k)}`" for k in keys) + "; encoder inputs `allow_ragged_batch`, "
             "rows regrouped by real length inside the encoder; Triton response cache off for the benchmark (inputs "
