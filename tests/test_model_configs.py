@@ -91,3 +91,21 @@ def test_export_report(served):
         assert len(digest) == 64 and (served.repository / relative).exists()
     encoder = parse_config(served.repository / "encoder_int8" / "config.pbtxt")
     assert encoder.parameters["onnx_sha256"].string_value == report["files_sha256"]["encoder_int8/1/model.onnx"]
+
+
+def test_encoder_instances_and_threads_per_precision(repository):
+    """Each precision's encoder gets its own instance count and ONNX Runtime threads (RepositoryConfig defaults)."""
+    _, root = repository
+    defaults = RepositoryConfig()
+    wanted = {"encoder_int8": (defaults.encoder_instances, defaults.intra_op_threads),
+              "encoder_fp32": (defaults.fp32_encoder_instances, defaults.fp32_intra_op_threads)}
+    assert wanted["encoder_int8"] != wanted["encoder_fp32"]  # otherwise this test could not tell them apart
+    for encoder, (instances, threads) in wanted.items():
+        config = parse_config(root / encoder / "config.pbtxt")
+        assert [group.count for group in config.instance_group] == [instances]
+        assert config.parameters["intra_op_thread_count"].string_value == str(threads)
+
+
+def test_repository_config_rejects_zero_instances():
+    with pytest.raises(ValueError, match="at least 1"):
+        RepositoryConfig(fp32_encoder_instances=0)
