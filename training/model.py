@@ -33,8 +33,6 @@ DEFAULT_CONFIG = {
     "pad_token_id": 0,
     "bigram_buckets": 0,
     "bigram_dim": 64,
-    "lac_branch": 0,
-    "lac_tags": 59,
 }
 
 
@@ -162,18 +160,6 @@ class LacBiGruCrf(nn.Module):
             self.bigram = nn.Embedding(self.bigram_buckets, int(cfg["bigram_dim"]))
             nn.init.zeros_(self.bigram.weight)  # unseen bigrams contribute nothing
             self.bigram_proj = nn.Linear(2 * int(cfg["bigram_dim"]), int(cfg["embedding_dim"]), bias=False)
-        self.lac_branch = int(cfg["lac_branch"])
-        if self.lac_branch:
-            # A second, frozen copy of LAC (embedding, BiGRUs, its own tag layer). Fine-tuning on MSRA's 42k sentences
-            # makes the trainable copy forget what LAC learnt from its large corpus; this copy keeps that knowledge
-            # (its hidden states and tag scores) as features added before the attention layer.
-            E = int(cfg["embedding_dim"])
-            self.lac_embed = nn.Embedding(int(cfg["vocab_size"]), E)
-            self.lac_grus = nn.ModuleList(BiGRULayer(E if i == 0 else 2 * H, H) for i in range(2))
-            self.lac_out = nn.Linear(2 * H, int(cfg["lac_tags"]))
-            for module in (self.lac_embed, self.lac_grus, self.lac_out):
-                module.requires_grad_(False)
-            self.lac_proj = nn.Linear(2 * H + int(cfg["lac_tags"]), 2 * H)
         self.drop = nn.Dropout(float(cfg["dropout"]))
         self.head = nn.Linear(2 * H, self.num_labels)
         self.crf = CRF(self.num_labels)
@@ -198,11 +184,6 @@ class LacBiGruCrf(nn.Module):
         x = self.drop(x)
         for layer in self.grus:
             x = self.drop(layer(x, rev_index))
-        if self.lac_branch:
-            y = self.lac_embed(input_ids)
-            for layer in self.lac_grus:
-                y = layer(y, rev_index)
-            x = x + self.drop(self.lac_proj(torch.cat([y, self.lac_out(y)], dim=-1)))
         if len(self.attn):
             key_bias = ((1 - mask).to(x.dtype) * -10000.0)[:, None, None, :]
             for layer in self.attn:

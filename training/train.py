@@ -49,7 +49,6 @@ FLAGS = [
     ("num-attention-layers", int, 1, "self-attention layers on top of the GRUs"),
     ("bigram-buckets", int, 0, "hashed character-bigram embedding rows (0: no bigram features)"),
     ("bigram-dim", int, 64, "bigram embedding size"),
-    ("lac-branch", int, 0, "1: add a frozen copy of LAC (with its own tag layer) whose features join before attention"),
     ("hidden-size", int, 128, "GRU hidden size per direction (128 with --init lac)"),
     ("embedding-dim", int, 128, "character embedding size (128 with --init lac)"),
     ("dev-size", int, 3000, "the last N training sentences form the dev split"),
@@ -96,10 +95,7 @@ def build_model(args, labels, vocab_lines) -> LacBiGruCrf:
         "embedding_dim": args.embedding_dim,
         "bigram_buckets": args.bigram_buckets,
         "bigram_dim": args.bigram_dim,
-        "lac_branch": args.lac_branch,
     }
-    if args.lac_branch and args.init != "lac":
-        raise SystemExit("--lac-branch 1 needs --init lac")
     if args.init == "lac" and (args.hidden_size != 128 or args.embedding_dim != 128):
         raise SystemExit("--init lac needs --hidden-size 128 and --embedding-dim 128")
     model = LacBiGruCrf(cfg)
@@ -119,14 +115,6 @@ def build_model(args, labels, vocab_lines) -> LacBiGruCrf:
                 w, b = L.head_init(labels, lac)
                 model.head.weight.copy_(torch.from_numpy(w))
                 model.head.bias.copy_(torch.from_numpy(b))
-            if args.lac_branch:
-                model.lac_embed.weight.copy_(torch.from_numpy(L.bert_embedding_matrix(vocab_lines, lac)))
-                for i, layer in enumerate(L.gru_state_dicts(lac)):
-                    for d in ("fwd", "bwd"):
-                        getattr(model.lac_grus[i], d).load_state_dict(
-                            {k: torch.from_numpy(v) for k, v in layer[d].items()})
-                model.lac_out.weight.copy_(torch.from_numpy(lac["inits"]["linear_0.w_0"].T.copy()))
-                model.lac_out.bias.copy_(torch.from_numpy(lac["inits"]["linear_0.b_0"].copy()))
             crf = L.crf_init(labels, lac)
             for k, v in crf.items():
                 getattr(model.crf, k).copy_(torch.from_numpy(v))
@@ -137,8 +125,6 @@ def build_model(args, labels, vocab_lines) -> LacBiGruCrf:
 def param_groups(model, args):
     groups = {"embed": [], "encoder": [], "encoder_nd": [], "head": [], "crf": []}
     for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
         if name.startswith("crf."):
             groups["crf"].append(p)
         elif name.startswith("head."):
