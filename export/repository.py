@@ -154,8 +154,11 @@ def write_repository(
         python_model = encoder_dir / "model.py"
         if cfg.encoder_backend == "python":
             shutil.copyfile(TEMPLATES / "encoder" / "1" / "model.py", python_model)
-        elif python_model.exists():
-            python_model.unlink()
+            _copy_pipeline(encoder_dir)
+        else:
+            if python_model.exists():
+                python_model.unlink()
+            shutil.rmtree(encoder_dir / "ner_pipeline", ignore_errors=True)
         values = {**common, "name": encoder, "precision": precision, "onnx_sha256": sha256(encoder_dir / "model.onnx")}
         if precision == "fp32":
             values.update(encoder_instances=cfg.fp32_encoder_instances, intra_op_threads=cfg.fp32_intra_op_threads)

@@ -1,23 +1,32 @@
 """Pre- and post-processing shared by the Triton Python-backend models and the in-process reference.
 
-NumPy and ``tokenizers`` only: the exporter copies this package next to each Python-backend ``model.py``.
+NumPy and ``tokenizers`` only: the exporter copies this package next to each Python-backend ``model.py``. Names are
+imported on first use, so the encoder's process, which needs only ``ner_pipeline.runs``, never loads ``tokenizers``.
 """
 
-from .crf import CrfParameters
-from .decoding import Decoder, entities_to_json
-from .tagging import detect_scheme, entity_types
-from .windows import EncodedBatch, InputRejected, WindowConfig, decode_utf8, encode_texts, load_tokenizer
+from importlib import import_module
 
-__all__ = [
-    "CrfParameters",
-    "Decoder",
-    "EncodedBatch",
-    "InputRejected",
-    "WindowConfig",
-    "decode_utf8",
-    "detect_scheme",
-    "encode_texts",
-    "entities_to_json",
-    "entity_types",
-    "load_tokenizer",
-]
+_WHERE = {
+    "CrfParameters": "crf",
+    "Decoder": "decoding",
+    "entities_to_json": "decoding",
+    "detect_scheme": "tagging",
+    "entity_types": "tagging",
+    "EncodedBatch": "windows",
+    "InputRejected": "windows",
+    "WindowConfig": "windows",
+    "decode_utf8": "windows",
+    "encode_texts": "windows",
+    "load_tokenizer": "windows",
+    "plan_runs": "runs",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'ner_pipeline' has no attribute {name!r}")
+    value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value

@@ -142,20 +142,13 @@ def batched_session(name: str, onnx_path: Path, tokenizer_json: Path, texts: lis
     batch closed when its padding would pass ``max_padding_ratio`` of its real tokens (the served encoder's rule,
     ``RepositoryConfig.max_padding_ratio`` by default) — what a length-aware batching server can gain here."""
     from export.repository import RepositoryConfig
+    from ner_pipeline.runs import plan_runs
 
     ratio = RepositoryConfig().max_padding_ratio if max_padding_ratio is None else max_padding_ratio
     session = ort_session(onnx_path)
-    rows = sorted(encoder_rows(tokenizer_json, texts), key=lambda r: r[0].shape[1])
-    groups, current, real = [], [], 0
-    for row in rows:
-        n = row[0].shape[1]
-        if current and (len(current) + 1 > batch_size or (len(current) + 1) * n - (real + n) > ratio * (real + n)):
-            groups.append(current)
-            current, real = [], 0
-        current.append(row)
-        real += n
-    if current:
-        groups.append(current)
+    rows = encoder_rows(tokenizer_json, texts)
+    groups = [[rows[i] for i in run] for run in plan_runs([r[0].shape[1] for r in rows], max_tokens=10**9,
+                                                          max_padding_ratio=ratio, max_rows=batch_size)]
     batches = []
     for chunk in groups:
         width = max(r[0].shape[1] for r in chunk)

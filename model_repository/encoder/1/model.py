@@ -2,7 +2,7 @@
 
 The form used where Triton has no native ONNX Runtime backend (the server bundled in nvidia-pytriton).
 
-Scheduling (see perf/README.md for the measurements behind it): the inputs are declared `allow_ragged_batch`, so the
+Scheduling (see perf/README.md for the measurements behind it; the rule is `ner_pipeline.runs.plan_runs`): the inputs are declared `allow_ragged_batch`, so the
 dynamic batcher hands this model every queued request whatever its length bucket. The rows of all those requests are
 sorted by their real length (attention mask) and cut into runs of similar length: a run grows while its padding stays
 under `max_padding_ratio` of its real tokens and its size under `max_tokens_per_run`; each run is padded only to its
@@ -22,10 +22,15 @@ does not pin its peak working set for good.
 import ctypes
 import json
 import os
+import sys
 
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from ner_pipeline.runs import plan_runs  # noqa: E402
 
 
 def _glibc():
@@ -35,25 +40,6 @@ def _glibc():
         return libc
     except (OSError, AttributeError):  # not glibc: nothing to tune
         return None
-
-
-
-def plan_runs(lengths, max_tokens, max_padding_ratio):
-    """Rows (indices into ``lengths``) grouped into runs: sorted by length, a run is closed when adding the next
-    (longer) row would pad it beyond ``max_padding_ratio`` of its real tokens or exceed ``max_tokens``."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    runs, current, real = [], [], 0
-    for i in order:
-        n = max(1, int(lengths[i]))
-        padded = (len(current) + 1) * n  # sorted ascending: the new row is the run's longest
-        if current and (padded > max_tokens or padded - (real + n) > max_padding_ratio * (real + n)):
-            runs.append(current)
-            current, real = [], 0
-        current.append(i)
-        real += n
-    if current:
-        runs.append(current)
-    return runs
 
 
 class TritonPythonModel:
