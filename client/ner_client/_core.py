@@ -191,3 +191,85 @@ def parse_model_info(name: str, config: dict[str, Any]) -> ModelInfo:
         window_tokens=integer("window_tokens", 0),
         max_texts_per_request=integer("max_texts_per_request", max_batch or 1),
     )
+
+
+class ClientBase:
+    """Settings, transport choice and error mapping shared by ``NerClient`` and ``AsyncNerClient``; each subclass
+    names its two transports and runs the calls in its own way (blocking or awaited)."""
+
+    grpc_transport: Any = None
+    http_transport: Any = None
+
+    def __init__(self, url: str | None, protocol: str | None, model: str | None, precision: str | None,
+                 timeout: float, retries: int, backoff: float, max_chars_per_request: int):
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if retries < 1:
+            raise ValueError("retries (the most tries per request) must be at least 1")
+        self.target = resolve_target(url, protocol, model, precision)
+        self.timeout = float(timeout)
+        self.retries = int(retries)
+        self.backoff = float(backoff)
+        self.max_chars_per_request = int(max_chars_per_request)
+        self._transport: Any = None
+        self._info: ModelInfo | None = None
+
+    @property
+    def url(self) -> str:
+        return self.target.url
+
+    @property
+    def protocol(self) -> str:
+        return self.target.protocol
+
+    @property
+    def model(self) -> str:
+        return self.target.model
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.target.display!r}, model={self.model!r})"
+
+    def _connect(self):
+        # Created on first use: the asyncio transports must be made inside the running loop.
+        if self._transport is None:
+            if self.protocol == "grpc":
+                self._transport = self.grpc_transport(self.target)
+            else:
+                self._transport = self.http_transport(self.target, self.timeout)
+        return self._transport
+
+    def _not_ready(self):
+        from .errors import ModelNotReady
+
+        return ModelNotReady(f"model '{self.model}' is not ready on {self.target.display}", self.model)
+
+    def _deadline_error(self, timeout: float):
+        from .errors import RequestTimeout
+
+        return RequestTimeout(f"no answer from {self.target.display} within {timeout:g} s", timeout)
+
+    def _failure(self, exc: BaseException, attempt: int, timeout: float):
+        """The project's error for a failed try, and whether another try may help; None if ``exc`` is not ours."""
+        from tritonclient.utils import InferenceServerException
+
+        from .errors import ServerUnavailable, from_os_error, from_server
+
+        if isinstance(exc, InferenceServerException):
+            error, retry = from_server(exc, url=self.target.display, model=self.model, timeout=timeout)
+        elif isinstance(exc, OSError):
+            error, retry = from_os_error(exc, url=self.target.display, timeout=timeout)
+        else:
+            return None
+        if isinstance(error, ServerUnavailable):
+            error.attempts = attempt
+            error.message = f"{error.message} (after {attempt} {'try' if attempt == 1 else 'tries'})"
+        return error, retry
+
+
+def with_request_index(err: InputRejected, indices: Sequence[int]) -> InputRejected:
+    """A refusal naming the text by its index in the caller's list, not in the request."""
+    from .errors import text_index
+
+    local = text_index(err.reason)
+    index = indices[local] if local is not None and local < len(indices) else None
+    return InputRejected(err.reason, index, local)

@@ -9,14 +9,12 @@ from typing import Any, Awaitable, Callable, Iterable, TypeVar
 import numpy as np
 
 from ._core import (
-    DEFAULT_MAX_CHARS_PER_REQUEST, GRPC_CHANNEL_ARGS, INPUT_NAME, OUTPUT_NAME, Target, Text, backoff_delay,
-    batch_limit, check_text, check_texts, entities_of, parse_model_info, plan_chunks, resolve_target, text_array,
+    DEFAULT_MAX_CHARS_PER_REQUEST, GRPC_CHANNEL_ARGS, INPUT_NAME, OUTPUT_NAME, ClientBase, Target, Text,
+    backoff_delay, batch_limit, check_text, check_texts, entities_of, parse_model_info, plan_chunks, text_array,
+    with_request_index,
 )
 from .entity import Entity, ModelInfo
-from .errors import (
-    InputRejected, ModelNotReady, NerError, RequestTimeout, ServerError, ServerUnavailable, from_os_error,
-    from_server, text_index,
-)
+from .errors import InputRejected, ModelNotReady, NerError, RequestTimeout, ServerError, ServerUnavailable
 
 T = TypeVar("T")
 
@@ -96,7 +94,7 @@ class _AioHttpTransport:
         await self.client.close()
 
 
-class AsyncNerClient:
+class AsyncNerClient(ClientBase):
     """The asyncio twin of :class:`ner_client.NerClient` (same arguments, same errors); its methods are coroutines.
 
     >>> async with AsyncNerClient("127.0.0.1:8001") as ner:
@@ -106,38 +104,16 @@ class AsyncNerClient:
     to ``concurrency`` of its requests in flight at once. Use a client within one event loop.
     """
 
+    grpc_transport = _AioGrpcTransport
+    http_transport = _AioHttpTransport
+
     def __init__(self, url: str | None = None, protocol: str | None = None, model: str | None = None, *,
                  precision: str | None = None, timeout: float = 30.0, retries: int = 3, backoff: float = 0.1,
                  max_chars_per_request: int = DEFAULT_MAX_CHARS_PER_REQUEST, concurrency: int = 4):
-        if timeout <= 0:
-            raise ValueError("timeout must be positive")
-        if retries < 1:
-            raise ValueError("retries (the most tries per request) must be at least 1")
+        super().__init__(url, protocol, model, precision, timeout, retries, backoff, max_chars_per_request)
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self.target = resolve_target(url, protocol, model, precision)
-        self.timeout = float(timeout)
-        self.retries = int(retries)
-        self.backoff = float(backoff)
-        self.max_chars_per_request = int(max_chars_per_request)
         self.concurrency = int(concurrency)
-        self._transport: Any = None
-        self._info: ModelInfo | None = None
-
-    @property
-    def url(self) -> str:
-        return self.target.url
-
-    @property
-    def protocol(self) -> str:
-        return self.target.protocol
-
-    @property
-    def model(self) -> str:
-        return self.target.model
-
-    def __repr__(self) -> str:
-        return f"AsyncNerClient({self.target.display!r}, model={self.model!r})"
 
     # -- the calls ---------------------------------------------------------------------------------------------
 
@@ -196,7 +172,7 @@ class AsyncNerClient:
                 if await self._call(lambda transport, t: transport.model_ready(self.model, t), tries=1,
                                     timeout=max(0.1, min(self.timeout, deadline - time.monotonic()))):
                     return
-                last = ModelNotReady(f"model '{self.model}' is not ready on {self.target.display}", self.model)
+                last = self._not_ready()
             except (ServerUnavailable, RequestTimeout, ModelNotReady) as err:
                 last = err
             if time.monotonic() + interval >= deadline:
@@ -216,21 +192,11 @@ class AsyncNerClient:
 
     # -- plumbing ----------------------------------------------------------------------------------------------
 
-    def _connect(self):
-        if self._transport is None:  # created inside the running loop, which aiohttp and grpc.aio want
-            if self.protocol == "grpc":
-                self._transport = _AioGrpcTransport(self.target)
-            else:
-                self._transport = _AioHttpTransport(self.target, self.timeout)
-        return self._transport
-
     async def _infer(self, array: np.ndarray, indices: list[int]) -> list[list[Entity]]:
         try:
             output = await self._call(lambda transport, timeout: transport.infer(self.model, array, timeout))
         except InputRejected as err:
-            local = text_index(err.reason)
-            index = indices[local] if local is not None and local < len(indices) else None
-            raise InputRejected(err.reason, index, local) from err.__cause__
+            raise with_request_index(err, indices) from err.__cause__
         return entities_of(output, len(indices))
 
     async def _call(self, op: Callable[[Any, float], Awaitable[T]], tries: int | None = None,
@@ -245,18 +211,12 @@ class AsyncNerClient:
             attempt += 1
             left = deadline - time.monotonic()
             if left <= 0:
-                raise RequestTimeout(f"no answer from {self.target.display} within {timeout:g} s", timeout)
+                raise self._deadline_error(timeout)
             try:
                 return await op(self._connect(), left)
-            except InferenceServerException as exc:
-                error, retry = from_server(exc, url=self.target.display, model=self.model, timeout=timeout)
+            except (InferenceServerException, OSError) as exc:
+                error, retry = self._failure(exc, attempt, timeout)
                 cause: BaseException = exc
-            except OSError as exc:
-                error, retry = from_os_error(exc, url=self.target.display, timeout=timeout)
-                cause = exc
-            if isinstance(error, ServerUnavailable):
-                error.attempts = attempt
-                error.message = f"{error.message} (after {attempt} {'try' if attempt == 1 else 'tries'})"
             delay = backoff_delay(attempt, self.backoff)
             if not retry or attempt >= tries or time.monotonic() + delay >= deadline:
                 raise error from cause

@@ -9,14 +9,12 @@ from typing import Any, Callable, Iterable, TypeVar
 import numpy as np
 
 from ._core import (
-    DEFAULT_MAX_CHARS_PER_REQUEST, GRPC_CHANNEL_ARGS, INPUT_NAME, OUTPUT_NAME, Target, Text, backoff_delay,
-    batch_limit, check_text, check_texts, entities_of, parse_model_info, plan_chunks, resolve_target, text_array,
+    DEFAULT_MAX_CHARS_PER_REQUEST, GRPC_CHANNEL_ARGS, INPUT_NAME, OUTPUT_NAME, ClientBase, Target, Text,
+    backoff_delay, batch_limit, check_text, check_texts, entities_of, parse_model_info, plan_chunks, text_array,
+    with_request_index,
 )
 from .entity import Entity, ModelInfo
-from .errors import (
-    InputRejected, ModelNotReady, NerError, RequestTimeout, ServerError, ServerUnavailable, from_os_error,
-    from_server, text_index,
-)
+from .errors import InputRejected, ModelNotReady, NerError, RequestTimeout, ServerError, ServerUnavailable
 
 T = TypeVar("T")
 
@@ -104,7 +102,7 @@ class _HttpTransport:
         self.client.close()
 
 
-class NerClient:
+class NerClient(ClientBase):
     """Blocking client of the NER service.
 
     >>> with NerClient("127.0.0.1:8001") as ner:
@@ -122,35 +120,13 @@ class NerClient:
     A client with protocol="http" must not be shared between threads (the gRPC one may be).
     """
 
+    grpc_transport = _GrpcTransport
+    http_transport = _HttpTransport
+
     def __init__(self, url: str | None = None, protocol: str | None = None, model: str | None = None, *,
                  precision: str | None = None, timeout: float = 30.0, retries: int = 3, backoff: float = 0.1,
                  max_chars_per_request: int = DEFAULT_MAX_CHARS_PER_REQUEST):
-        if timeout <= 0:
-            raise ValueError("timeout must be positive")
-        if retries < 1:
-            raise ValueError("retries (the most tries per request) must be at least 1")
-        self.target = resolve_target(url, protocol, model, precision)
-        self.timeout = float(timeout)
-        self.retries = int(retries)
-        self.backoff = float(backoff)
-        self.max_chars_per_request = int(max_chars_per_request)
-        self._transport: Any = None
-        self._info: ModelInfo | None = None
-
-    @property
-    def url(self) -> str:
-        return self.target.url
-
-    @property
-    def protocol(self) -> str:
-        return self.target.protocol
-
-    @property
-    def model(self) -> str:
-        return self.target.model
-
-    def __repr__(self) -> str:
-        return f"NerClient({self.target.display!r}, model={self.model!r})"
+        super().__init__(url, protocol, model, precision, timeout, retries, backoff, max_chars_per_request)
 
     # -- the calls ---------------------------------------------------------------------------------------------
 
@@ -200,7 +176,7 @@ class NerClient:
                 if self._call(lambda transport, t: transport.model_ready(self.model, t), tries=1,
                               timeout=max(0.1, min(self.timeout, deadline - time.monotonic()))):
                     return
-                last = ModelNotReady(f"model '{self.model}' is not ready on {self.target.display}", self.model)
+                last = self._not_ready()
             except (ServerUnavailable, RequestTimeout, ModelNotReady) as err:
                 last = err
             if time.monotonic() + interval >= deadline:
@@ -220,21 +196,11 @@ class NerClient:
 
     # -- plumbing ----------------------------------------------------------------------------------------------
 
-    def _connect(self):
-        if self._transport is None:
-            if self.protocol == "grpc":
-                self._transport = _GrpcTransport(self.target)
-            else:
-                self._transport = _HttpTransport(self.target, self.timeout)
-        return self._transport
-
     def _infer(self, array: np.ndarray, indices: list[int]) -> list[list[Entity]]:
         try:
             output = self._call(lambda transport, timeout: transport.infer(self.model, array, timeout))
         except InputRejected as err:
-            local = text_index(err.reason)
-            index = indices[local] if local is not None and local < len(indices) else None
-            raise InputRejected(err.reason, index, local) from err.__cause__
+            raise with_request_index(err, indices) from err.__cause__
         return entities_of(output, len(indices))
 
     def _call(self, op: Callable[[Any, float], T], tries: int | None = None, timeout: float | None = None) -> T:
@@ -249,18 +215,12 @@ class NerClient:
             attempt += 1
             left = deadline - time.monotonic()
             if left <= 0:
-                raise RequestTimeout(f"no answer from {self.target.display} within {timeout:g} s", timeout)
+                raise self._deadline_error(timeout)
             try:
                 return op(self._connect(), left)
-            except InferenceServerException as exc:
-                error, retry = from_server(exc, url=self.target.display, model=self.model, timeout=timeout)
+            except (InferenceServerException, OSError) as exc:
+                error, retry = self._failure(exc, attempt, timeout)
                 cause: BaseException = exc
-            except OSError as exc:
-                error, retry = from_os_error(exc, url=self.target.display, timeout=timeout)
-                cause = exc
-            if isinstance(error, ServerUnavailable):
-                error.attempts = attempt
-                error.message = f"{error.message} (after {attempt} {'try' if attempt == 1 else 'tries'})"
             delay = backoff_delay(attempt, self.backoff)
             if not retry or attempt >= tries or time.monotonic() + delay >= deadline:
                 raise error from cause
