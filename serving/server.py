@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import hashlib
 import secrets
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -39,10 +41,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def ascii_repository_path(repository: Path) -> Path:
+    """The repository's path, through an ASCII-named symlink in the temporary folder when the path is not ASCII.
+
+    The Python-backend stub embeds an interpreter whose file-system encoding is ASCII whatever the locale
+    (PYTHONUTF8 and LC_ALL do not reach it), so a model folder under a non-ASCII path fails to load with
+    UnicodeEncodeError. The symlink gives every model an ASCII path; the files stay where they are."""
+    repository = Path(repository).resolve()
+    if str(repository).isascii():
+        return repository
+    link = Path(tempfile.gettempdir()) / f"ner-model-repository-{hashlib.sha256(bytes(repository)).hexdigest()[:16]}"
+    if not str(link).isascii():
+        raise RuntimeError(f"model repository {repository} has a non-ASCII path, and so has the temporary folder "
+                           f"{link.parent}; move the repository or set TMPDIR to an ASCII path")
+    if not (link.is_symlink() and link.resolve() == repository):
+        link.unlink(missing_ok=True)
+        try:
+            link.symlink_to(repository, target_is_directory=True)
+        except FileExistsError:  # another server made it meanwhile
+            if link.resolve() != repository:
+                raise
+    return link
+
+
 def server_command(cfg: ServerConfig, layout: ServerLayout) -> list[str]:
     return [
         str(layout.binary),
-        f"--model-repository={Path(cfg.model_repository).resolve()}",
+        f"--model-repository={ascii_repository_path(cfg.model_repository)}",
         f"--backend-directory={layout.backends}",
         f"--cache-directory={layout.caches}",
         f"--cache-config=local,size={cfg.cache_bytes}",

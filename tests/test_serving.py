@@ -79,3 +79,23 @@ def test_batch_keeps_order_and_mixes_lengths(served):
     texts = [AWKWARD_TEXTS[i % len(AWKWARD_TEXTS)] * (1 + i % 3) for i in range(40)]
     got = infer(served, "grpc", texts)
     assert [triples(e) for e in got] == [expected_entities(t) for t in texts]
+
+
+def test_repository_under_a_non_ascii_path_serves(served, tmp_path):
+    """The Python-backend stubs cannot open non-ASCII paths; the server reaches such a repository through an ASCII
+    symlink (serving.server.ascii_repository_path)."""
+    import shutil
+
+    from serving.server import ServerConfig, TritonServer, ascii_repository_path, free_port
+
+    repository = tmp_path / "模型仓库" / "model_repository"
+    shutil.copytree(served.repository, repository, ignore=shutil.ignore_patterns("ner_fp32", "encoder_fp32"))
+    link = ascii_repository_path(repository)
+    assert str(link).isascii() and link.resolve() == repository.resolve()
+    server = TritonServer(ServerConfig(model_repository=repository, http_port=free_port(), grpc_port=free_port(),
+                                       metrics_port=free_port(), log_file=tmp_path / "tritonserver.log"))
+    with server:
+        text = "张三在北京的清华大学读书。"
+        (entities,) = infer(type(served)(served.checkpoint, repository, served.report, server, served.reference),
+                            "grpc", [text])
+        assert triples(entities) == expected_entities(text)
