@@ -71,7 +71,7 @@ TUNING_VARIANTS = {
     "default": [
         ("chosen", {}, "the shipped defaults"),
         ("delay 1000 µs", {"max_queue_delay_us": 1000}, "dynamic-batching delay 1 ms (the previous default)"),
-        ("tokenizer+decoder ×2", {"tokenizer_instances": 2, "decoder_instances": 2}, "two instances of each Python step"),
+        ("tokenizer+decoder ×1", {"tokenizer_instances": 1, "decoder_instances": 1}, "one instance of each Python step (the previous default)"),
         ("encoder 1 inst × 2 threads", {"encoder_instances": 1, "intra_op_threads": 2}, "one encoder instance with 2 ORT threads (the previous default)"),
         ("ORT spinning on", {"ort_allow_spinning": 1}, "idle ONNX Runtime threads spin (ORT's default)"),
     ],
