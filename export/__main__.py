@@ -109,6 +109,10 @@ def _env(name: str, default):
     return type(default)(os.environ[name]) if name in os.environ else default
 
 
+def _count_or_auto(value: str) -> int | None:
+    return None if value == "auto" else int(value)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     defaults = RepositoryConfig()
     parser = argparse.ArgumentParser(prog="python -m export", description=__doc__,
@@ -136,12 +140,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="instances of the INT8 encoder [NER_ENCODER_INSTANCES]")
     parser.add_argument("--intra-op-threads", type=int, default=_env("NER_INTRA_OP_THREADS", defaults.intra_op_threads),
                         help="ONNX Runtime threads per INT8 encoder instance [NER_INTRA_OP_THREADS]")
-    parser.add_argument("--fp32-encoder-instances", type=int,
-                        default=_env("NER_FP32_ENCODER_INSTANCES", defaults.fp32_encoder_instances),
-                        help="instances of the FP32 encoder [NER_FP32_ENCODER_INSTANCES]")
-    parser.add_argument("--fp32-intra-op-threads", type=int,
-                        default=_env("NER_FP32_INTRA_OP_THREADS", defaults.fp32_intra_op_threads),
-                        help="ONNX Runtime threads per FP32 encoder instance [NER_FP32_INTRA_OP_THREADS]")
+    parser.add_argument("--fp32-encoder-instances", type=_count_or_auto,
+                        default=os.environ.get("NER_FP32_ENCODER_INSTANCES", "auto"),
+                        help="instances of the FP32 encoder; auto: 2 when its ONNX file is at most "
+                             f"{defaults.fp32_two_instances_max_mb} MB, else 1 [NER_FP32_ENCODER_INSTANCES]")
+    parser.add_argument("--fp32-intra-op-threads", type=_count_or_auto,
+                        default=os.environ.get("NER_FP32_INTRA_OP_THREADS", "auto"),
+                        help="ONNX Runtime threads per FP32 encoder instance; auto: 1 with 2 instances, else 2 "
+                             "[NER_FP32_INTRA_OP_THREADS]")
     parser.add_argument("--max-queue-delay-us", type=int,
                         default=_env("NER_MAX_QUEUE_DELAY_US", defaults.max_queue_delay_us),
                         help="dynamic batching delay, at most 2000 [NER_MAX_QUEUE_DELAY_US]")

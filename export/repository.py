@@ -43,12 +43,14 @@ class RepositoryConfig:
     # 26.1 ms against 21.5 ms); default model c=1 p50 4.05 ms against 4.99 ms (perf/README.md, tuning).
     encoder_instances: int = 2
     intra_op_threads: int = 1
-    # The FP32 encoder keeps 1 instance x 2 threads: a second BERT-base FP32 session would add ~450 MB.
-    fp32_encoder_instances: int = 1
-    fp32_intra_op_threads: int = 2
-    # Two instances of each Python step: under load one is free when a request arrives (the 500 ms batcher stall of
-    # perf/README.md), and tokenising and decoding overlap; default model c=8 +50 % (472.5/s against 314.4/s), c=1
-    # unchanged, +53 MB PSS.
+    # The FP32 encoder, by default (None) sized by its ONNX file: 2 instances x 1 thread like INT8 up to
+    # fp32_two_instances_max_mb, else 1 instance x 2 threads (a second BERT-base FP32 session would add ~450 MB and
+    # pass the 1.2 GB budget of perf/README.md with both precisions loaded).
+    fp32_encoder_instances: int | None = None
+    fp32_intra_op_threads: int | None = None
+    fp32_two_instances_max_mb: int = 128
+    # Two instances of each Python step: each keeps its queue bound without the single-instance stall (below), and
+    # tokenising and decoding overlap; throughput equal to one instance without a bound, +53 MB PSS (perf/README.md).
     tokenizer_instances: int = 2
     decoder_instances: int = 2
     # Idle ONNX Runtime threads block instead of spinning, leaving the cores to the tokenizer and decoder processes.
@@ -56,6 +58,10 @@ class RepositoryConfig:
     # No batching delay: the encoder is busy far longer than a delay on a CPU, and the requests that arrive meanwhile
     # form the next batch anyway; a delay only adds latency at low load.
     max_queue_delay_us: int = 0
+    # Each model's queue bound (beyond it, an immediate UNAVAILABLE). A model with a single instance gets none: with a
+    # `default_queue_policy`, Triton 2.51's batcher leaves some requests waiting for its 500 ms idle wake-up whenever
+    # the only instance is busy (FP32 encoder alone, perf_analyzer c=1: 89/s with p99 503 ms with the policy,
+    # 572/s with p99 4.7 ms without; perf/README.md).
     max_queue_size: int = 256
     queue_timeout_us: int = 30_000_000
     # Python-backend encoder: rows of a batch are regrouped by real length; a run is padded at most by this share of
@@ -73,11 +79,30 @@ class RepositoryConfig:
             raise ValueError(f"encoder_backend must be one of {ENCODER_BACKENDS}, not {self.encoder_backend!r}")
         if self.max_queue_delay_us > 2000:
             raise ValueError("max_queue_delay_us above 2000 would add visible latency at low load")
-        if min(self.encoder_instances, self.fp32_encoder_instances, self.intra_op_threads,
-               self.fp32_intra_op_threads) < 1:
-            raise ValueError("encoder instances and ONNX Runtime threads must be at least 1")
+        counts = (self.encoder_instances, self.fp32_encoder_instances, self.intra_op_threads, self.fp32_intra_op_threads,
+                  self.tokenizer_instances, self.decoder_instances)
+        if min(c for c in counts if c is not None) < 1:
+            raise ValueError("instances and ONNX Runtime threads must be at least 1")
         if self.max_padding_ratio < 0 or self.max_tokens_per_run < 1:
             raise ValueError("max_padding_ratio must be >= 0 and max_tokens_per_run >= 1")
+
+    def fp32_encoder_layout(self, fp32_onnx: Path) -> tuple[int, int]:
+        """(instances, ONNX Runtime threads per instance) of the FP32 encoder for this ONNX file."""
+        instances = self.fp32_encoder_instances
+        if instances is None:
+            instances = 2 if fp32_onnx.stat().st_size <= self.fp32_two_instances_max_mb * 2**20 else 1
+        threads = self.fp32_intra_op_threads
+        if threads is None:
+            threads = 1 if instances > 1 else 2
+        return instances, threads
+
+    def queue_policy(self, instances: int) -> str:
+        """The `dynamic_batching` line bounding a model's queue, or why a single-instance model has none."""
+        if instances < 2:
+            return ("# no default_queue_policy: with one instance, Triton 2.51's batcher then stalls requests "
+                    "for 500 ms (export/repository.py)")
+        return (f"default_queue_policy {{ max_queue_size: {self.max_queue_size}, timeout_action: REJECT, "
+                f"default_timeout_microseconds: {self.queue_timeout_us} }}")
 
 
 def sha256(path: Path) -> str:
@@ -132,7 +157,8 @@ def write_repository(
     shutil.copyfile(tokenizer_json, tokenizer_dir / "tokenizer.json")
     _copy_pipeline(tokenizer_dir)
     _fill(TEMPLATES / "tokenizer" / "config.pbtxt", output / "tokenizer" / "config.pbtxt",
-          {**common, "tokenizer_sha256": sha256(tokenizer_dir / "tokenizer.json")})
+          {**common, "tokenizer_sha256": sha256(tokenizer_dir / "tokenizer.json"),
+           "queue_policy": cfg.queue_policy(cfg.tokenizer_instances)})
 
     decoder_dir = output / "decoder" / "1"
     decoder_dir.mkdir(parents=True, exist_ok=True)
@@ -148,7 +174,7 @@ def write_repository(
     decoder_hash = hashlib.sha256(
         "".join(sha256(p) for p in sorted(decoder_dir.glob("*")) if p.is_file()).encode()).hexdigest()
     _fill(TEMPLATES / "decoder" / "config.pbtxt", output / "decoder" / "config.pbtxt",
-          {**common, "decoder_sha256": decoder_hash})
+          {**common, "decoder_sha256": decoder_hash, "queue_policy": cfg.queue_policy(cfg.decoder_instances)})
 
     for ensemble, (encoder, precision) in ENSEMBLES.items():
         encoder_dir = output / encoder / "1"
@@ -164,7 +190,9 @@ def write_repository(
             shutil.rmtree(encoder_dir / "ner_pipeline", ignore_errors=True)
         values = {**common, "name": encoder, "precision": precision, "onnx_sha256": sha256(encoder_dir / "model.onnx")}
         if precision == "fp32":
-            values.update(encoder_instances=cfg.fp32_encoder_instances, intra_op_threads=cfg.fp32_intra_op_threads)
+            instances, threads = cfg.fp32_encoder_layout(onnx_files["fp32"])
+            values.update(encoder_instances=instances, intra_op_threads=threads)
+        values["queue_policy"] = cfg.queue_policy(values["encoder_instances"])
         _fill(TEMPLATES / "encoder" / f"config.{cfg.encoder_backend}.pbtxt", output / encoder / "config.pbtxt", values)
         (output / ensemble / "1").mkdir(parents=True, exist_ok=True)
         _fill(TEMPLATES / "ensemble" / "config.pbtxt", output / ensemble / "config.pbtxt",

@@ -112,11 +112,10 @@ def encoder_rows(tokenizer_json: Path, texts: list[str]) -> list[tuple[np.ndarra
     return rows
 
 
-def onnx_session(name: str, onnx_path: Path, tokenizer_json: Path, texts: list[str], warmup: int = 3) -> dict:
-    """Batch 1, one text at a time (a long text's windows one after the other), tokenisation not timed."""
+def rows_per_text(tokenizer_json: Path, texts: list[str]) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """Each text's encoder rows (windows), each at its own real length."""
     from ner_pipeline import WindowConfig, encode_texts, load_tokenizer
 
-    session = ort_session(onnx_path)
     tokenizer, window = load_tokenizer(str(tokenizer_json)), WindowConfig()
     per_text = []
     for text in texts:
@@ -124,12 +123,23 @@ def onnx_session(name: str, onnx_path: Path, tokenizer_json: Path, texts: list[s
         lengths = batch.attention_mask.sum(axis=1)
         per_text.append([(batch.input_ids[r : r + 1, : lengths[r]].copy(), batch.attention_mask[r : r + 1, : lengths[r]].copy())
                          for r in range(batch.rows)])
+    return per_text
+
+
+def session_runner(session):
+    """One text through a batch-1 session: its windows one after the other."""
 
     def run(rows):
         for ids, mask in rows:
             session.run(["logits"], {"input_ids": ids, "attention_mask": mask})
 
-    latencies, seconds = _timed(run, per_text, warmup)
+    return run
+
+
+def onnx_session(name: str, onnx_path: Path, tokenizer_json: Path, texts: list[str], warmup: int = 3) -> dict:
+    """Batch 1, one text at a time (a long text's windows one after the other), tokenisation not timed."""
+    session = ort_session(onnx_path)
+    latencies, seconds = _timed(session_runner(session), rows_per_text(tokenizer_json, texts), warmup)
     del session
     gc.collect()
     return _summary(name, latencies, seconds, what=f"ONNX Runtime session {onnx_path.name}, intra_op_num_threads=2, "

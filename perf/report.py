@@ -73,10 +73,18 @@ def targets(results: dict) -> list[dict]:
     if default:
         c1 = point_at(default["triton_sdk"]["ner"], 1)
         ort = default["baselines"]["ort_int8"]
-        gap = c1["p50_ms"] - ort["p50_ms"]
+        turns = default.get("latency_gap")
+        if turns:  # both sides in turns over the same texts: the figure the target is judged by
+            gap = turns["median_gap_ms"]
+            measured = (f"{turns['triton_p50_ms']} ms vs {turns['session_p50_ms']} ms (+{gap:.2f} ms, median of "
+                        f"{len(turns['rounds'])} alternating rounds: "
+                        + ", ".join(f"+{r['gap_ms']:.2f}" for r in turns["rounds"])
+                        + f"); side by side, minutes apart: {c1['p50_ms']} vs {ort['p50_ms']} ms")
+        else:
+            gap = c1["p50_ms"] - ort["p50_ms"]
+            measured = f"{c1['p50_ms']} ms vs {ort['p50_ms']} ms (+{gap:.2f} ms)"
         rows.append(_row("Default model: INT8 ensemble p50 at concurrency 1 ≤ in-process INT8 session p50 + 3 ms",
-                         "default", f"{c1['p50_ms']} ms vs {ort['p50_ms']} ms (+{gap:.2f} ms)", None, "gap ≤ 3 ms",
-                         gap <= 3.0, note))
+                         "default", measured, None, "gap ≤ 3 ms", gap <= 3.0, note))
     for row in rows:
         # CPU contention does not change memory: the PSS row is only "polluted" in a smoke run.
         memory_row = row["target"].startswith("Summed PSS")
@@ -306,6 +314,13 @@ def markdown(results: dict) -> str:
     out += ["Chosen: " + ", ".join(f"`{k}={chosen.get(k)}`" for k in keys) + "; encoder inputs `allow_ragged_batch`, "
             "rows regrouped by real length inside the encoder; Triton response cache off for the benchmark (inputs "
             "repeat), on in the shipped repository.", ""]
+    layouts = [f"{size} {lay['instances']} × {lay['intra_op_threads']}" for size in sizes
+               if (lay := results["sizes"][size].get("fp32_encoder_layout"))]
+    if layouts:
+        out += ["FP32 encoder (`None`: sized by its ONNX file, 2 × 1 up to "
+                f"{chosen.get('fp32_two_instances_max_mb')} MB, else 1 × 2), instances × threads: "
+                + ", ".join(layouts) + ". A single-instance model has no queue bound (Triton 2.51's 500 ms batcher "
+                "stall with a `default_queue_policy`; perf/README.md).", ""]
     for size in sizes:
         rows = [[t["variant"], t["c1_p50_ms"], t["c1_p95_ms"], t["c8_throughput_per_s"], t["c8_p95_ms"],
                  t["c8_encoder_requests_per_execution"], mb(t["peak_pss_bytes"]), t["errors"], t["note"]]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from export.paths import REPO_ROOT
 
-from . import baselines, load, locust_run, machine, memory, models, perf_analyzer, servers
+from . import baselines, latency_gap, load, locust_run, machine, memory, models, perf_analyzer, servers
 from .texts import describe, msra_sentences
 
 RESULTS = REPO_ROOT / "perf" / "results"
@@ -43,6 +43,9 @@ class Settings:
     tuning: bool = True
     tuning_requests: dict = field(default_factory=lambda: {"default": (200, 400), "bert-base": (48, 160)})
     warmup_requests: int = 16
+    # The default model's c=1 latency gap: session and ensemble in turns over the same texts (perf/latency_gap.py).
+    gap_rounds: int = 5
+    gap_texts_per_round: int = 80
     # In smoke runs the BERT-base slot is filled by the tiny model, so that every section runs in seconds.
     tiny_for_bert_base: bool = False
 
@@ -53,7 +56,7 @@ class Settings:
                    sdk_concurrency=(1, 4, 16), sdk_requests={"default": 40, "bert-base": 24}, http_concurrency=(1,),
                    pa_concurrency=(1, 4), pa_request_count={"default": 20, "bert-base": 8}, locust_seconds=5,
                    locust_max_requests={"default": 100, "bert-base": 30}, tuning_requests={"default": (20, 40),
-                   "bert-base": (8, 16)}, warmup_requests=4)
+                   "bert-base": (8, 16)}, warmup_requests=4, gap_rounds=2, gap_texts_per_round=20)
 
     @classmethod
     def smoke_settings(cls) -> "Settings":
@@ -63,7 +66,7 @@ class Settings:
                    pa_models=("ner", "encoder_int8"), locust_users=2,
                    locust_seconds=3, locust_max_requests={"default": 20, "bert-base": 20},
                    tuning_requests={"default": (6, 8), "bert-base": (6, 8)}, warmup_requests=2,
-                   tiny_for_bert_base=True)
+                   gap_rounds=2, gap_texts_per_round=8, tiny_for_bert_base=True)
 
 
 # Variants of the served configuration measured against the chosen one (name, RepositoryConfig overrides, notes).
@@ -154,6 +157,8 @@ def run_size(size: str, settings: Settings, out: Path, log) -> dict:
         "texts": describe(base_texts),
         "client": {"sdk": use_sdk, "note": sdk_note},
         "repository": dataclasses.asdict(models.bench_repository_config()),
+        "fp32_encoder_layout": dict(zip(("instances", "intra_op_threads"),
+                                        models.bench_repository_config().fp32_encoder_layout(onnx["fp32"]))),
     }
 
     log("baselines: naive PyTorch pipeline")
@@ -179,6 +184,12 @@ def run_size(size: str, settings: Settings, out: Path, log) -> dict:
         result["memory"] = {"idle_after_start": memory.tree_pss(pid)}
         log(f"  ready in {server.ready_seconds} s; PSS idle {memory.mb(result['memory']['idle_after_start']['total_bytes'])} MB")
         _warm(server.grpc_url, ["ner", "ner_fp32"], texts, settings.warmup_requests, use_sdk)
+        if size == "default":
+            log(f"c=1 latency gap, session and `ner` in turns ({settings.gap_rounds} rounds)")
+            gap = latency_gap.interleaved_gap(server.grpc_url, "ner", onnx["int8"], tokenizer_json, texts, use_sdk,
+                                              settings.gap_rounds, settings.gap_texts_per_round)
+            result["latency_gap"] = gap
+            log(f"  median gap {gap['median_gap_ms']} ms over rounds {[r['gap_ms'] for r in gap['rounds']]}")
 
         with memory.PeakSampler(pid) as peak:
             log("Triton ensembles through the client SDK (gRPC)")

@@ -93,17 +93,44 @@ def test_export_report(served):
     assert encoder.parameters["onnx_sha256"].string_value == report["files_sha256"]["encoder_int8/1/model.onnx"]
 
 
-def test_encoder_instances_and_threads_per_precision(repository):
-    """Each precision's encoder gets its own instance count and ONNX Runtime threads (RepositoryConfig defaults)."""
+def test_encoder_instances_and_threads_per_precision(repository, served, tmp_path):
+    """Each precision's encoder gets its own instance count and ONNX Runtime threads: INT8 from RepositoryConfig, FP32
+    by default from its ONNX file's size (2 x 1 for a small model, 1 x 2 past fp32_two_instances_max_mb), or as set."""
     _, root = repository
     defaults = RepositoryConfig()
+    small = served.repository / "encoder_fp32" / "1" / "model.onnx"
+    large = tmp_path / "large.onnx"
+    with open(large, "wb") as f:  # sparse: only its size matters here
+        f.truncate(defaults.fp32_two_instances_max_mb * 2**20 + 1)
+    assert defaults.fp32_encoder_layout(small) == (2, 1)
+    assert defaults.fp32_encoder_layout(large) == (1, 2)
+    assert RepositoryConfig(fp32_encoder_instances=3).fp32_encoder_layout(large) == (3, 1)
+    assert RepositoryConfig(fp32_intra_op_threads=4).fp32_encoder_layout(small) == (2, 4)
     wanted = {"encoder_int8": (defaults.encoder_instances, defaults.intra_op_threads),
-              "encoder_fp32": (defaults.fp32_encoder_instances, defaults.fp32_intra_op_threads)}
-    assert wanted["encoder_int8"] != wanted["encoder_fp32"]  # otherwise this test could not tell them apart
+              "encoder_fp32": defaults.fp32_encoder_layout(small)}
     for encoder, (instances, threads) in wanted.items():
         config = parse_config(root / encoder / "config.pbtxt")
         assert [group.count for group in config.instance_group] == [instances]
         assert config.parameters["intra_op_thread_count"].string_value == str(threads)
+
+
+def test_single_instance_models_have_no_queue_policy(served, tmp_path):
+    """A queue bound on every model with two or more instances; none on a single-instance one, where Triton 2.51's
+    batcher would stall requests for 500 ms (RepositoryConfig.queue_policy)."""
+    cfg = RepositoryConfig(fp32_encoder_instances=1, tokenizer_instances=1, max_queue_size=7)
+    source = served.repository
+    write_repository(tmp_path, {"fp32": source / "encoder_fp32" / "1" / "model.onnx",
+                                "int8": source / "encoder_int8" / "1" / "model.onnx"},
+                     source / "tokenizer" / "1" / "tokenizer.json", served.checkpoint.labels,
+                     served.checkpoint.scheme, served.checkpoint.crf, cfg)
+    bounded = {}
+    for model in ("tokenizer", "encoder_int8", "encoder_fp32", "decoder"):
+        config = parse_config(tmp_path / model / "config.pbtxt")
+        assert config.HasField("dynamic_batching")
+        policy = config.dynamic_batching.default_queue_policy
+        bounded[model] = (config.dynamic_batching.HasField("default_queue_policy"), policy.max_queue_size)
+    assert bounded == {"tokenizer": (False, 0), "encoder_int8": (True, 7), "encoder_fp32": (False, 0),
+                       "decoder": (True, 7)}
 
 
 def test_repository_config_rejects_zero_instances():
