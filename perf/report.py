@@ -50,10 +50,18 @@ def targets(results: dict) -> list[dict]:
         best, best_fp32 = best_point(ner), best_point(fp32)
         ort, naive = bert["baselines"]["ort_int8"], bert["baselines"]["naive"]
         c1 = point_at(ner, 1)
-        r = best["throughput_per_s"] / ort["throughput_per_s"]
+        side_by_side = f"{best['throughput_per_s']}/s at c={best['concurrency']} vs {ort['throughput_per_s']}/s"
+        turns = bert.get("throughput_ratio")
+        if turns:  # both sides in turns over the same texts: the figure the target is judged by
+            r = turns["median_ratio"]
+            measured = (f"{turns['triton_per_s']}/s at c={turns['concurrency']} vs {turns['session_per_s']}/s (median of "
+                        f"{len(turns['rounds'])} alternating rounds: " + ", ".join(f"{x['ratio']:.2f}" for x in turns["rounds"])
+                        + f"); side by side, minutes apart: {side_by_side} ({best['throughput_per_s'] / ort['throughput_per_s']:.2f})")
+        else:
+            r = best["throughput_per_s"] / ort["throughput_per_s"]
+            measured = side_by_side
         rows.append(_row("Triton INT8 ensemble at its best concurrency ≥ 1.0 × one in-process ORT INT8 session, batch 1",
-                         "bert-base", f"{best['throughput_per_s']}/s at c={best['concurrency']} vs "
-                         f"{ort['throughput_per_s']}/s", r, "≥ 1.0", r >= 1.0, note))
+                         "bert-base", measured, r, "≥ 1.0", r >= 1.0, note))
         r = best["throughput_per_s"] / naive["throughput_per_s"]
         rows.append(_row("Triton INT8 ensemble ≥ 3.5 × the naive PyTorch pipeline (throughput)", "bert-base",
                          f"{best['throughput_per_s']}/s vs {naive['throughput_per_s']}/s", r, "≥ 3.5", r >= 3.5, note))

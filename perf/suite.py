@@ -14,7 +14,7 @@ from pathlib import Path
 
 from export.paths import REPO_ROOT
 
-from . import baselines, latency_gap, load, locust_run, machine, memory, models, perf_analyzer, servers
+from . import alternating, baselines, load, locust_run, machine, memory, models, perf_analyzer, servers
 from .texts import describe, msra_sentences
 
 RESULTS = REPO_ROOT / "perf" / "results"
@@ -43,9 +43,9 @@ class Settings:
     tuning: bool = True
     tuning_requests: dict = field(default_factory=lambda: {"default": (200, 400), "bert-base": (48, 160)})
     warmup_requests: int = 16
-    # The default model's c=1 latency gap: session and ensemble in turns over the same texts (perf/latency_gap.py).
-    gap_rounds: int = 5
-    gap_texts_per_round: int = 80
+    # Targets comparing the session with the ensemble: both in turns over the same texts (perf/alternating.py).
+    alternating_rounds: int = 5
+    alternating_texts: dict = field(default_factory=lambda: {"default": 80, "bert-base": 64})
     # In smoke runs the BERT-base slot is filled by the tiny model, so that every section runs in seconds.
     tiny_for_bert_base: bool = False
 
@@ -56,7 +56,8 @@ class Settings:
                    sdk_concurrency=(1, 4, 16), sdk_requests={"default": 40, "bert-base": 24}, http_concurrency=(1,),
                    pa_concurrency=(1, 4), pa_request_count={"default": 20, "bert-base": 8}, locust_seconds=5,
                    locust_max_requests={"default": 100, "bert-base": 30}, tuning_requests={"default": (20, 40),
-                   "bert-base": (8, 16)}, warmup_requests=4, gap_rounds=2, gap_texts_per_round=20)
+                   "bert-base": (8, 16)}, warmup_requests=4, alternating_rounds=2,
+                   alternating_texts={"default": 20, "bert-base": 12})
 
     @classmethod
     def smoke_settings(cls) -> "Settings":
@@ -66,7 +67,8 @@ class Settings:
                    pa_models=("ner", "encoder_int8"), locust_users=2,
                    locust_seconds=3, locust_max_requests={"default": 20, "bert-base": 20},
                    tuning_requests={"default": (6, 8), "bert-base": (6, 8)}, warmup_requests=2,
-                   gap_rounds=2, gap_texts_per_round=8, tiny_for_bert_base=True)
+                   alternating_rounds=2, alternating_texts={"default": 8, "bert-base": 8},
+                   tiny_for_bert_base=True)
 
 
 # Variants of the served configuration measured against the chosen one (name, RepositoryConfig overrides, notes).
@@ -185,9 +187,9 @@ def run_size(size: str, settings: Settings, out: Path, log) -> dict:
         log(f"  ready in {server.ready_seconds} s; PSS idle {memory.mb(result['memory']['idle_after_start']['total_bytes'])} MB")
         _warm(server.grpc_url, ["ner", "ner_fp32"], texts, settings.warmup_requests, use_sdk)
         if size == "default":
-            log(f"c=1 latency gap, session and `ner` in turns ({settings.gap_rounds} rounds)")
-            gap = latency_gap.interleaved_gap(server.grpc_url, "ner", onnx["int8"], tokenizer_json, texts, use_sdk,
-                                              settings.gap_rounds, settings.gap_texts_per_round)
+            log(f"c=1 latency gap, session and `ner` in turns ({settings.alternating_rounds} rounds)")
+            gap = alternating.latency_gap(server.grpc_url, "ner", onnx["int8"], tokenizer_json, texts, use_sdk,
+                                          settings.alternating_rounds, settings.alternating_texts[size])
             result["latency_gap"] = gap
             log(f"  median gap {gap['median_gap_ms']} ms over rounds {[r['gap_ms'] for r in gap['rounds']]}")
 
@@ -200,6 +202,14 @@ def run_size(size: str, settings: Settings, out: Path, log) -> dict:
             log("same over HTTP")
             result["triton_sdk_http"] = {"ner": _sdk_sweep(server, "ner", "http", texts, settings.http_concurrency,
                                                            settings.sdk_requests[size], use_sdk, log)}
+            if size == "bert-base":
+                best = max(result["triton_sdk"]["ner"], key=lambda p: p["throughput_per_s"])["concurrency"]
+                log(f"throughput ratio, session and `ner` at c={best} in turns ({settings.alternating_rounds} rounds)")
+                ratio = alternating.throughput_ratio(server.grpc_url, "ner", best, onnx["int8"], tokenizer_json, texts,
+                                                     use_sdk, settings.alternating_rounds,
+                                                     settings.alternating_texts[size])
+                result["throughput_ratio"] = ratio
+                log(f"  median ratio {ratio['median_ratio']} over rounds {[r['ratio'] for r in ratio['rounds']]}")
         result["memory"]["peak_sdk_load"] = peak.peak
 
         pa_ok, pa_note = perf_analyzer.status()

@@ -1,0 +1,85 @@
+"""Targets that compare the in-process ONNX Runtime session with the Triton ensemble, measured by alternation: the two
+take turns over the same block of texts, several rounds, so that both sides of a ratio or gap see the same state of
+a shared machine. A virtual machine's speed drifts over minutes (the same session gave 63 to 85 BERT-base texts/s in
+runs an hour apart), and the side-by-side figures are taken minutes apart.
+
+Before the rounds, one untimed pass over every text on both sides: ONNX Runtime plans memory per new input shape, in
+the served encoder as in process, and both targets are about the steady state.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from . import baselines, load
+
+
+def _blocks(texts: list[str], rounds: int, per_round: int) -> list[list[str]]:
+    return [[texts[(r * per_round + i) % len(texts)] for i in range(per_round)] for r in range(rounds)]
+
+
+def _warm(run_session, call, blocks, rows_of_block) -> None:
+    for block, rows in zip(blocks, rows_of_block):
+        for item in rows:
+            run_session(item)
+        for text in block:
+            call(text)
+
+
+def latency_gap(grpc_url: str, model: str, onnx_path, tokenizer_json, texts: list[str], use_sdk: bool,
+                rounds: int = 5, per_round: int = 80) -> dict:
+    """Per round: p50 of the session over ``per_round`` texts, then p50 of ``model`` over the same texts (gRPC, one
+    request at a time); the gap is the median over rounds of (Triton p50 − session p50)."""
+    run_session = baselines.session_runner(baselines.ort_session(onnx_path))
+    call = load.make_caller(grpc_url, "grpc", model, use_sdk)
+    blocks = _blocks(texts, rounds, per_round)
+    rows_of_block = [baselines.rows_per_text(tokenizer_json, block) for block in blocks]
+    _warm(run_session, call, blocks, rows_of_block)
+    out = []
+    for block, rows in zip(blocks, rows_of_block):
+        session_ms, triton_ms = [], []
+        for item in rows[:3]:  # warm the caches of this side
+            run_session(item)
+        for item in rows:
+            t0 = time.perf_counter()
+            run_session(item)
+            session_ms.append((time.perf_counter() - t0) * 1000)
+        for text in block[:3]:
+            call(text)
+        for text in block:
+            t0 = time.perf_counter()
+            call(text)
+            triton_ms.append((time.perf_counter() - t0) * 1000)
+        s50, t50 = statistics.median(session_ms), statistics.median(triton_ms)
+        out.append({"session_p50_ms": round(s50, 3), "triton_p50_ms": round(t50, 3), "gap_ms": round(t50 - s50, 3)})
+    return {"model": model, "rounds": out, "texts_per_round": per_round,
+            "median_gap_ms": round(statistics.median(r["gap_ms"] for r in out), 3),
+            "session_p50_ms": round(statistics.median(r["session_p50_ms"] for r in out), 3),
+            "triton_p50_ms": round(statistics.median(r["triton_p50_ms"] for r in out), 3)}
+
+
+def throughput_ratio(grpc_url: str, model: str, concurrency: int, onnx_path, tokenizer_json, texts: list[str],
+                     use_sdk: bool, rounds: int = 5, per_round: int = 80) -> dict:
+    """Per round: the session's throughput over ``per_round`` texts one at a time, then ``model``'s over the same
+    texts at ``concurrency`` (gRPC, closed loop, as in the sweep); the ratio is the median over rounds of
+    (Triton / session)."""
+    run_session = baselines.session_runner(baselines.ort_session(onnx_path))
+    blocks = _blocks(texts, rounds, per_round)
+    rows_of_block = [baselines.rows_per_text(tokenizer_json, block) for block in blocks]
+    _warm(run_session, load.make_caller(grpc_url, "grpc", model, use_sdk), blocks, rows_of_block)
+    out = []
+    for block, rows in zip(blocks, rows_of_block):
+        t0 = time.perf_counter()
+        for item in rows:
+            run_session(item)
+        session_rate = len(rows) / (time.perf_counter() - t0)
+        point = load.run_point(lambda: load.make_caller(grpc_url, "grpc", model, use_sdk), block, concurrency,
+                               len(block), warmup=1)
+        triton_rate = point.requests / point.seconds
+        out.append({"session_per_s": round(session_rate, 2), "triton_per_s": round(triton_rate, 2),
+                    "errors": point.errors, "ratio": round(triton_rate / session_rate, 3)})
+    return {"model": model, "concurrency": concurrency, "rounds": out, "texts_per_round": per_round,
+            "median_ratio": round(statistics.median(r["ratio"] for r in out), 3),
+            "session_per_s": round(statistics.median(r["session_per_s"] for r in out), 2),
+            "triton_per_s": round(statistics.median(r["triton_per_s"] for r in out), 2)}
