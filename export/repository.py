@@ -38,9 +38,9 @@ class RepositoryConfig:
     max_texts_per_request: int = 64
     window: WindowConfig = WindowConfig()
     # The INT8 encoder (the default `ner`): 2 instances x 1 ONNX Runtime thread. On 2 cores, two single-threaded
-    # sessions keep both cores busy under load without ORT's per-operator thread hand-offs, and the batcher finds an
-    # idle instance more often: BERT-base c=8 throughput 65.8/s against 46.1/s for 1 instance x 2 threads (c=1 p50
-    # 26.1 ms against 21.5 ms); default model c=1 p50 4.05 ms against 4.99 ms (perf/README.md, tuning).
+    # sessions keep both cores busy under load without ORT's per-operator thread hand-offs, and the instance count
+    # allows a queue bound (below): BERT-base c=8 72.2/s against 66.4/s for 1 instance x 2 threads without a bound,
+    # c=1 p50 23.5 ms against 18.8 ms; 2 x 2 oversubscribes (default model c=8 -10 to -20 %) (perf/README.md, tuning).
     encoder_instances: int = 2
     intra_op_threads: int = 1
     # The FP32 encoder, by default (None) sized by its ONNX file: 2 instances x 1 thread like INT8 up to
