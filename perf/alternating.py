@@ -15,27 +15,25 @@ import time
 from . import baselines, load
 
 
-def _blocks(texts: list[str], rounds: int, per_round: int) -> list[list[str]]:
-    return [[texts[(r * per_round + i) % len(texts)] for i in range(per_round)] for r in range(rounds)]
-
-
-def _warm(run_session, call, blocks, rows_of_block) -> None:
+def _prepared(onnx_path, tokenizer_json, call, texts: list[str], rounds: int, per_round: int):
+    """The session runner, the rounds' blocks of texts and their encoder rows, after the untimed pass on both sides."""
+    run_session = baselines.session_runner(baselines.ort_session(onnx_path))
+    blocks = [[texts[(r * per_round + i) % len(texts)] for i in range(per_round)] for r in range(rounds)]
+    rows_of_block = [baselines.rows_per_text(tokenizer_json, block) for block in blocks]
     for block, rows in zip(blocks, rows_of_block):
         for item in rows:
             run_session(item)
         for text in block:
             call(text)
+    return run_session, blocks, rows_of_block
 
 
 def latency_gap(grpc_url: str, model: str, onnx_path, tokenizer_json, texts: list[str], use_sdk: bool,
                 rounds: int = 5, per_round: int = 80) -> dict:
     """Per round: p50 of the session over ``per_round`` texts, then p50 of ``model`` over the same texts (gRPC, one
     request at a time); the gap is the median over rounds of (Triton p50 − session p50)."""
-    run_session = baselines.session_runner(baselines.ort_session(onnx_path))
     call = load.make_caller(grpc_url, "grpc", model, use_sdk)
-    blocks = _blocks(texts, rounds, per_round)
-    rows_of_block = [baselines.rows_per_text(tokenizer_json, block) for block in blocks]
-    _warm(run_session, call, blocks, rows_of_block)
+    run_session, blocks, rows_of_block = _prepared(onnx_path, tokenizer_json, call, texts, rounds, per_round)
     out = []
     for block, rows in zip(blocks, rows_of_block):
         session_ms, triton_ms = [], []
@@ -64,10 +62,9 @@ def throughput_ratio(grpc_url: str, model: str, concurrency: int, onnx_path, tok
     """Per round: the session's throughput over ``per_round`` texts one at a time, then ``model``'s over the same
     texts at ``concurrency`` (gRPC, closed loop, as in the sweep); the ratio is the median over rounds of
     (Triton / session)."""
-    run_session = baselines.session_runner(baselines.ort_session(onnx_path))
-    blocks = _blocks(texts, rounds, per_round)
-    rows_of_block = [baselines.rows_per_text(tokenizer_json, block) for block in blocks]
-    _warm(run_session, load.make_caller(grpc_url, "grpc", model, use_sdk), blocks, rows_of_block)
+    run_session, blocks, rows_of_block = _prepared(onnx_path, tokenizer_json,
+                                                   load.make_caller(grpc_url, "grpc", model, use_sdk), texts, rounds,
+                                                   per_round)
     out = []
     for block, rows in zip(blocks, rows_of_block):
         t0 = time.perf_counter()

@@ -100,16 +100,7 @@ def ort_session(path: Path, threads: int = 2):
 
 def encoder_rows(tokenizer_json: Path, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
     """Each text's rows at their own length (no padding): what a batch-1 session is given."""
-    from ner_pipeline import WindowConfig, encode_texts, load_tokenizer
-
-    tokenizer, window = load_tokenizer(str(tokenizer_json)), WindowConfig()
-    rows = []
-    for text in texts:
-        batch = encode_texts(tokenizer, [text], window)
-        for r in range(batch.rows):
-            n = int(batch.attention_mask[r].sum())
-            rows.append((batch.input_ids[r : r + 1, :n].copy(), batch.attention_mask[r : r + 1, :n].copy()))
-    return rows
+    return [row for rows in rows_per_text(tokenizer_json, texts) for row in rows]
 
 
 def rows_per_text(tokenizer_json: Path, texts: list[str]) -> list[list[tuple[np.ndarray, np.ndarray]]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from export.paths import REPO_ROOT
 
-from . import alternating, baselines, load, locust_run, machine, memory, models, perf_analyzer, servers
+from . import alternating, baselines, load, locust_run, machine, memory, models, perf_analyzer, report, servers
 from .texts import describe, msra_sentences
 
 RESULTS = REPO_ROOT / "perf" / "results"
@@ -142,7 +142,8 @@ def run_size(size: str, settings: Settings, out: Path, log) -> dict:
     export_dir = models.exported(spec, log)
     rr_onnx = models.reduce_range_onnx(export_dir, log)
     repos = out / "repositories" / size  # laid out per run (seconds), removed at the end of the size
-    repo = models.serving_repository(export_dir, repos / "bench", models.bench_repository_config())
+    bench_cfg = models.bench_repository_config()
+    repo = models.serving_repository(export_dir, repos / "bench", bench_cfg)
     export_report = json.loads((export_dir / "export_report.json").read_text())
     tokenizer_json = export_dir / "tokenizer" / "1" / "tokenizer.json"
     onnx = {"fp32": export_dir / "encoder_fp32" / "1" / "model.onnx",
@@ -158,9 +159,8 @@ def run_size(size: str, settings: Settings, out: Path, log) -> dict:
                   "int8_label_agreement_at_export": export_report.get("int8_label_agreement")},
         "texts": describe(base_texts),
         "client": {"sdk": use_sdk, "note": sdk_note},
-        "repository": dataclasses.asdict(models.bench_repository_config()),
-        "fp32_encoder_layout": dict(zip(("instances", "intra_op_threads"),
-                                        models.bench_repository_config().fp32_encoder_layout(onnx["fp32"]))),
+        "repository": dataclasses.asdict(bench_cfg),
+        "fp32_encoder_layout": dict(zip(("instances", "intra_op_threads"), bench_cfg.fp32_encoder_layout(onnx["fp32"]))),
     }
 
     log("baselines: naive PyTorch pipeline")
@@ -203,7 +203,7 @@ def run_size(size: str, settings: Settings, out: Path, log) -> dict:
             result["triton_sdk_http"] = {"ner": _sdk_sweep(server, "ner", "http", texts, settings.http_concurrency,
                                                            settings.sdk_requests[size], use_sdk, log)}
             if size == "bert-base":
-                best = max(result["triton_sdk"]["ner"], key=lambda p: p["throughput_per_s"])["concurrency"]
+                best = report.best_point(result["triton_sdk"]["ner"])["concurrency"]
                 log(f"throughput ratio, session and `ner` at c={best} in turns ({settings.alternating_rounds} rounds)")
                 ratio = alternating.throughput_ratio(server.grpc_url, "ner", best, onnx["int8"], tokenizer_json, texts,
                                                      use_sdk, settings.alternating_rounds,
@@ -323,8 +323,6 @@ def run(settings: Settings, output: Path | None = None) -> Path:
         _write(out, results)
     results["run"]["seconds"] = round(time.perf_counter() - started, 1)
     results["run"]["load_average_at_end"] = machine.load_average()
-    from . import report
-
     results["targets"] = report.targets(results)
     _write(out, results)
     (out / "report.md").write_text(report.markdown(results), encoding="utf-8")
