@@ -151,6 +151,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-queue-delay-us", type=int,
                         default=_env("NER_MAX_QUEUE_DELAY_US", defaults.max_queue_delay_us),
                         help="dynamic batching delay, at most 2000 [NER_MAX_QUEUE_DELAY_US]")
+    parser.add_argument("--run-planning", choices=("cost", "ratio"),
+                        default=_env("NER_RUN_PLANNING", defaults.run_planning),
+                        help="how the Python-backend encoder groups rows of different lengths: cost (the cheapest "
+                             "plan under a cost model of one call) or ratio (padding at most a fixed share) "
+                             "[NER_RUN_PLANNING]")
+    parser.add_argument("--run-cost", default=_env("NER_RUN_COST", defaults.run_cost),
+                        help="the cost model: auto (measured by the encoder at load) or "
+                             "'per_run,per_position,per_token' in ms [NER_RUN_COST]")
     parser.add_argument("--no-response-cache", action="store_true", default=_env("NER_NO_RESPONSE_CACHE", 0) == 1,
                         help="leave Triton's response cache off for the ensembles [NER_NO_RESPONSE_CACHE=1]")
     args = parser.parse_args(argv)
@@ -162,17 +170,23 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     window = replace(WindowConfig(), max_text_chars=args.max_text_chars, overlap_tokens=args.window_overlap)
-    repo_cfg = RepositoryConfig(
-        encoder_backend=args.encoder_backend,
-        max_texts_per_request=args.max_texts_per_request,
-        window=window,
-        encoder_instances=args.encoder_instances,
-        intra_op_threads=args.intra_op_threads,
-        fp32_encoder_instances=args.fp32_encoder_instances,
-        fp32_intra_op_threads=args.fp32_intra_op_threads,
-        max_queue_delay_us=args.max_queue_delay_us,
-        response_cache=not args.no_response_cache,
-    )
+    try:
+        repo_cfg = RepositoryConfig(
+            encoder_backend=args.encoder_backend,
+            max_texts_per_request=args.max_texts_per_request,
+            window=window,
+            encoder_instances=args.encoder_instances,
+            intra_op_threads=args.intra_op_threads,
+            fp32_encoder_instances=args.fp32_encoder_instances,
+            fp32_intra_op_threads=args.fp32_intra_op_threads,
+            max_queue_delay_us=args.max_queue_delay_us,
+            run_planning=args.run_planning,
+            run_cost=args.run_cost,
+            response_cache=not args.no_response_cache,
+        )
+    except ValueError as err:  # a setting out of range, e.g. a malformed --run-cost
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     try:
         export_checkpoint(args.checkpoint, args.output, repo_cfg, OnnxExportConfig(opset=args.opset),
                           QuantizationConfig(reduce_range=args.reduce_range))

@@ -19,6 +19,7 @@ from string import Template
 import numpy as np
 
 from ner_pipeline.crf import CrfParameters
+from ner_pipeline.runs import RunCost
 from ner_pipeline.tagging import entity_types
 from ner_pipeline.windows import WindowConfig
 
@@ -64,9 +65,15 @@ class RepositoryConfig:
     # 572/s with p99 4.7 ms without; perf/README.md).
     max_queue_size: int = 256
     queue_timeout_us: int = 30_000_000
-    # Python-backend encoder: rows of a batch are regrouped by real length; a run is padded at most by this share of
-    # its real tokens, and holds at most max_tokens_per_run tokens (which also bounds its working memory).
+    # Python-backend encoder: the rows of a batch are regrouped by real length into runs of at most max_tokens_per_run
+    # tokens (which also bounds a run's working memory). run_planning "cost": the cheapest plan under a cost model of
+    # one call that the encoder measures at load (run_cost "auto"; or "per_run,per_position,per_token" ms): on a CPU a
+    # BERT-base call pays ~4.6 ms for its weights whatever its rows, so rows merge where that beats their padding
+    # (BERT-base INT8, 2 single-thread processes, groups of 8 texts: +2-3 % rows/s over the ratio rule, perf/README.md).
+    # "ratio": a run is padded at most by max_padding_ratio of its real tokens (the previous rule).
     max_tokens_per_run: int = 2048
+    run_planning: str = "cost"
+    run_cost: str = "auto"
     max_padding_ratio: float = 0.25
     # ONNX Runtime's CPU arena on (off, malloc's fragmentation kept more under load); a run of at least
     # trim_after_tokens tokens shrinks it back when it ends, and the heap is trimmed.
@@ -85,6 +92,10 @@ class RepositoryConfig:
             raise ValueError("instances and ONNX Runtime threads must be at least 1")
         if self.max_padding_ratio < 0 or self.max_tokens_per_run < 1:
             raise ValueError("max_padding_ratio must be >= 0 and max_tokens_per_run >= 1")
+        if self.run_planning not in ("cost", "ratio"):
+            raise ValueError(f"run_planning must be 'cost' or 'ratio', not {self.run_planning!r}")
+        if self.run_cost != "auto":
+            RunCost.parse(self.run_cost)
 
     def fp32_encoder_layout(self, fp32_onnx: Path) -> tuple[int, int]:
         """(instances, ONNX Runtime threads per instance) of the FP32 encoder for this ONNX file."""

@@ -18,7 +18,10 @@ _WHERE = {
     "decode_utf8": "windows",
     "encode_texts": "windows",
     "load_tokenizer": "windows",
+    "RunCost": "runs",
+    "calibrate_run_cost": "runs",
     "plan_runs": "runs",
+    "plan_runs_by_cost": "runs",
 }
 
 __all__ = sorted(_WHERE)

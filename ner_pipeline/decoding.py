@@ -50,8 +50,8 @@ class Decoder:
     def _window_words(self, logits: np.ndarray, word_spans: np.ndarray) -> list[_Word]:
         scored = word_spans[:, 0] >= 0
         path, probs = self.tag_window(logits[scored])
-        spans = word_spans[scored]
-        return [_Word(int(s), int(e), int(t), float(p)) for (s, e), t, p in zip(spans, path, probs)]
+        spans = word_spans[scored].tolist()
+        return [_Word(s, e, t, p) for (s, e), t, p in zip(spans, path.tolist(), probs.tolist())]
 
     def _continues(self, word: _Word) -> bool:
         return self.tags[word.tag].continues
@@ -79,7 +79,7 @@ class Decoder:
         entities = []
         for entity_type, first, last in chunk([self.tags[w.tag] for w in words], self.scheme):
             start, end = words[first].start, words[last].end
-            score = float(np.mean([w.prob for w in words[first : last + 1]]))
+            score = sum(w.prob for w in words[first : last + 1]) / (last + 1 - first)
             entities.append(
                 {"type": entity_type, "start": start, "end": end, "span": text[start:end], "score": round(score, 4)}
             )

@@ -1,11 +1,21 @@
 """How the encoder groups rows of different lengths into runs (one ONNX Runtime call each).
 
-On a CPU every padded position costs as much as a real one, so rows are sorted by real length and cut into runs whose
-padding stays small. The served encoder (`model_repository/encoder/1/model.py`) and the benchmark's batched baseline
-(`perf/baselines.py`) both call this.
+On a CPU every padded position costs as much as a real one, but so does every call: a BERT-base INT8 call streams its
+~85 MB of weights from memory whatever the rows, about 4.6 ms on one core here, as much as 17 tokens of work. So rows
+are sorted by real length and cut where the cost model says a cut pays (:func:`plan_runs_by_cost`, what the served
+encoder does; the model is measured when the encoder loads, :func:`calibrate_run_cost`), or, the older rule, where a
+run's padding would pass a fixed share of its real tokens (:func:`plan_runs`). The served encoder
+(`model_repository/encoder/1/model.py`) and the benchmark's batched baseline (`perf/baselines.py`) both call these.
 """
 
 from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
 
 
 def plan_runs(lengths, max_tokens: int, max_padding_ratio: float, max_rows: int | None = None) -> list[list[int]]:
@@ -26,3 +36,93 @@ def plan_runs(lengths, max_tokens: int, max_padding_ratio: float, max_rows: int 
     if current:
         runs.append(current)
     return runs
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """Milliseconds of one encoder call on ``rows`` rows padded to ``width`` positions: a fixed part per call (on a
+    CPU mostly the weights streamed from memory once per call), a part per position whatever the rows (a recurrent
+    layer's sequential steps) and a part per padded token."""
+
+    per_run: float
+    per_position: float
+    per_token: float
+
+    def of(self, rows: int, width: int) -> float:
+        return self.per_run + self.per_position * width + self.per_token * rows * width
+
+    @classmethod
+    def parse(cls, text: str) -> "RunCost":
+        """``"per_run,per_position,per_token"`` in milliseconds, each ≥ 0 and not all 0."""
+        values = [float(v) for v in text.split(",")]
+        if len(values) != 3 or min(values) < 0 or max(values) <= 0:
+            raise ValueError(f"a run cost is three non-negative milliseconds, not all 0: {text!r}")
+        return cls(*values)
+
+    def __str__(self) -> str:
+        return f"{self.per_run:.4g},{self.per_position:.4g},{self.per_token:.4g}"
+
+
+# (rows, width) of the calls timed at load: enough to separate the three parts, cheap even for BERT-base FP32.
+CALIBRATION_SHAPES = ((1, 16), (1, 64), (4, 16), (4, 64))
+
+
+def fit_run_cost(samples: list[tuple[int, int, float]]) -> RunCost:
+    """Non-negative least squares of (rows, width, milliseconds) samples on the three parts of :class:`RunCost`
+    (every subset of the parts is tried; three unknowns make that exact and cheap)."""
+    x = np.array([[1.0, w, r * w] for r, w, _ in samples])
+    y = np.array([ms for _, _, ms in samples])
+    best, best_error = None, np.inf
+    for size in (3, 2, 1):
+        for parts in itertools.combinations(range(3), size):
+            coef = np.zeros(3)
+            coef[list(parts)] = np.linalg.lstsq(x[:, parts], y, rcond=None)[0]
+            error = float(np.sum((x @ coef - y) ** 2))
+            if coef.min() >= 0 and coef.max() > 0 and error < best_error:
+                best, best_error = coef, error
+    if best is None:  # only if every sample took no time at all
+        raise ValueError(f"no non-negative run cost fits {samples}")
+    return RunCost(*map(float, best))
+
+
+def calibrate_run_cost(run: Callable[[np.ndarray, np.ndarray], object], token_id: int = 100,
+                       repeats: int = 3) -> RunCost:
+    """Times ``run(input_ids, attention_mask)`` on :data:`CALIBRATION_SHAPES` (fastest of ``repeats``, after one
+    warm-up call each) and fits a :class:`RunCost`."""
+    samples = []
+    for rows, width in CALIBRATION_SHAPES:
+        ids = np.full((rows, width), token_id, dtype=np.int64)
+        mask = np.ones_like(ids)
+        run(ids, mask)
+        fastest = np.inf
+        for _ in range(repeats):
+            started = time.perf_counter()
+            run(ids, mask)
+            fastest = min(fastest, (time.perf_counter() - started) * 1000)
+        samples.append((rows, width, fastest))
+    return fit_run_cost(samples)
+
+
+def plan_runs_by_cost(lengths, cost: RunCost, max_tokens: int, max_rows: int | None = None) -> list[list[int]]:
+    """Rows (indices into ``lengths``) grouped into the runs of least total estimated cost: rows sorted by length,
+    each run a contiguous slice padded to its longest row, at most ``max_tokens`` padded tokens (a single row is
+    always allowed) and ``max_rows`` rows. Exact, by dynamic programming over the sorted rows."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    widths = [max(1, int(lengths[i])) for i in order]
+    n = len(order)
+    best = [0.0] + [np.inf] * n  # best[j]: cheapest plan of the j shortest rows
+    start = [0] * (n + 1)  # where the last run of that plan starts
+    for j in range(1, n + 1):
+        width = widths[j - 1]  # the longest row of any run ending at j
+        for i in range(j - 1, -1, -1):
+            rows = j - i
+            if rows > 1 and (rows * width > max_tokens or (max_rows is not None and rows > max_rows)):
+                break
+            total = best[i] + cost.of(rows, width)
+            if total < best[j]:
+                best[j], start[j] = total, i
+    runs, j = [], n
+    while j > 0:
+        runs.append(order[start[j]:j])
+        j = start[j]
+    return runs[::-1]

@@ -60,8 +60,8 @@ def latency_gap(grpc_url: str, model: str, onnx_path, tokenizer_json, texts: lis
 def throughput_ratio(grpc_url: str, model: str, concurrency: int, onnx_path, tokenizer_json, texts: list[str],
                      use_sdk: bool, rounds: int = 5, per_round: int = 80) -> dict:
     """Per round: the session's throughput over ``per_round`` texts one at a time, then ``model``'s over the same
-    texts at ``concurrency`` (gRPC, closed loop, as in the sweep); the ratio is the median over rounds of
-    (Triton / session)."""
+    texts at ``concurrency`` (gRPC, closed loop, as in the sweep, counted while ``concurrency`` requests are in
+    flight: ``load.Point.throughput``); the ratio is the median over rounds of (Triton / session)."""
     run_session, blocks, rows_of_block = _prepared(onnx_path, tokenizer_json,
                                                    load.make_caller(grpc_url, "grpc", model, use_sdk), texts, rounds,
                                                    per_round)
@@ -73,8 +73,9 @@ def throughput_ratio(grpc_url: str, model: str, concurrency: int, onnx_path, tok
         session_rate = len(rows) / (time.perf_counter() - t0)
         point = load.run_point(lambda: load.make_caller(grpc_url, "grpc", model, use_sdk), block, concurrency,
                                len(block), warmup=1)
-        triton_rate = point.requests / point.seconds
+        triton_rate = point.throughput  # while `concurrency` requests were in flight (load.Point.throughput)
         out.append({"session_per_s": round(session_rate, 2), "triton_per_s": round(triton_rate, 2),
+                    "triton_whole_run_per_s": round(point.requests / point.seconds, 2),
                     "errors": point.errors, "ratio": round(triton_rate / session_rate, 3)})
     return {"model": model, "concurrency": concurrency, "rounds": out, "texts_per_round": per_round,
             "median_ratio": round(statistics.median(r["ratio"] for r in out), 3),

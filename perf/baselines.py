@@ -139,17 +139,22 @@ def onnx_session(name: str, onnx_path: Path, tokenizer_json: Path, texts: list[s
 
 def batched_session(name: str, onnx_path: Path, tokenizer_json: Path, texts: list[str], batch_size: int = 8,
                     max_padding_ratio: float | None = None) -> dict:
-    """For the tuning notes: the same session over rows sorted by length and run up to ``batch_size`` at a time, a
-    batch closed when its padding would pass ``max_padding_ratio`` of its real tokens (the served encoder's rule,
-    ``RepositoryConfig.max_padding_ratio`` by default) — what a length-aware batching server can gain here."""
-    from export.repository import RepositoryConfig
-    from ner_pipeline.runs import plan_runs
+    """For the tuning notes: the same session over rows sorted by length and run up to ``batch_size`` at a time —
+    what a length-aware batching server can gain here. Runs are cut as the served encoder cuts them by default (the
+    cheapest plan under the session's own measured cost model, ``ner_pipeline.runs.plan_runs_by_cost``), or, given
+    ``max_padding_ratio``, where a run's padding would pass that share of its real tokens."""
+    from ner_pipeline.runs import calibrate_run_cost, plan_runs, plan_runs_by_cost
 
-    ratio = RepositoryConfig().max_padding_ratio if max_padding_ratio is None else max_padding_ratio
     session = ort_session(onnx_path)
     rows = encoder_rows(tokenizer_json, texts)
-    groups = [[rows[i] for i in run] for run in plan_runs([r[0].shape[1] for r in rows], max_tokens=10**9,
-                                                          max_padding_ratio=ratio, max_rows=batch_size)]
+    lengths = [r[0].shape[1] for r in rows]
+    if max_padding_ratio is None:
+        cost = calibrate_run_cost(lambda ids, mask: session.run(["logits"], {"input_ids": ids, "attention_mask": mask}))
+        plan, rule = plan_runs_by_cost(lengths, cost, max_tokens=10**9, max_rows=batch_size), f"cost {cost}"
+    else:
+        plan = plan_runs(lengths, max_tokens=10**9, max_padding_ratio=max_padding_ratio, max_rows=batch_size)
+        rule = f"padding <= {max_padding_ratio:.0%}"
+    groups = [[rows[i] for i in run] for run in plan]
     batches = []
     for chunk in groups:
         width = max(r[0].shape[1] for r in chunk)
@@ -166,7 +171,7 @@ def batched_session(name: str, onnx_path: Path, tokenizer_json: Path, texts: lis
     seconds = time.perf_counter() - started
     del session
     gc.collect()
-    return {"name": name, "rows": len(rows), "batch_size": batch_size, "max_padding_ratio": ratio,
+    return {"name": name, "rows": len(rows), "batch_size": batch_size, "rule": rule,
             "batches": len(batches), "seconds": round(seconds, 3), "throughput_per_s": round(len(rows) / seconds, 2)}
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -69,10 +69,29 @@ class Point:
     errors: int
     seconds: float
     latencies_ms: list
+    # Seconds from the start at which each answer arrived, and at which the last request was sent.
+    completions_s: list = field(default_factory=list)
+    last_sent_s: float | None = None
+
+    @property
+    def throughput(self) -> float:
+        """Answers per second while ``concurrency`` requests were in flight: from the ``concurrency``-th answer
+        (the pipeline is full) to the moment the last request was sent. What follows, the drain of the last requests
+        at falling concurrency (one core idle while the last long text runs), belongs to no concurrency level;
+        with too few answers in that window, answers over the whole run."""
+        c = self.concurrency
+        if self.last_sent_s is not None and len(self.completions_s) >= c + 1:
+            ordered = sorted(self.completions_s)
+            start = ordered[c - 1]
+            inside = sum(1 for t in ordered[c:] if t <= self.last_sent_s)
+            if inside >= max(8, c) and self.last_sent_s > start:
+                return inside / (self.last_sent_s - start)
+        return self.requests / self.seconds
 
     def summary(self) -> dict:
         return {"concurrency": self.concurrency, "requests": self.requests, "errors": self.errors,
-                "seconds": round(self.seconds, 3), "throughput_per_s": round(self.requests / self.seconds, 2),
+                "seconds": round(self.seconds, 3), "throughput_per_s": round(self.throughput, 2),
+                "throughput_whole_run_per_s": round(self.requests / self.seconds, 2),
                 **percentiles(self.latencies_ms)}
 
 
@@ -83,6 +102,8 @@ def run_point(make: Callable[[], Callable[[str], object]], texts: list[str], con
     lock = threading.Lock()
     cursor = iter(range(requests))
     latencies: list[float] = []
+    completions: list[float] = []
+    last_sent: list[float] = []
     errors = [0]
     first_error: list[str] = []
     barrier = threading.Barrier(concurrency + 1)
@@ -105,6 +126,8 @@ def run_point(make: Callable[[], Callable[[str], object]], texts: list[str], con
         while call is not None:
             with lock:
                 index = next(cursor, None)
+                if index == requests - 1:
+                    last_sent.append(time.perf_counter())
             if index is None:
                 return
             text = texts[index % len(texts)]
@@ -114,9 +137,10 @@ def run_point(make: Callable[[], Callable[[str], object]], texts: list[str], con
             except Exception as err:  # noqa: BLE001 - counted and reported
                 fail(err)
                 continue
-            elapsed = (time.perf_counter() - started) * 1000
+            done = time.perf_counter()
             with lock:
-                latencies.append(elapsed)
+                latencies.append((done - started) * 1000)
+                completions.append(done)
 
     threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(concurrency)]
     for t in threads:
@@ -126,7 +150,8 @@ def run_point(make: Callable[[], Callable[[str], object]], texts: list[str], con
     for t in threads:
         t.join()
     seconds = time.perf_counter() - started
-    point = Point(concurrency, len(latencies), errors[0], seconds, latencies)
+    point = Point(concurrency, len(latencies), errors[0], seconds, latencies,
+                  [t - started for t in completions], last_sent[0] - started if last_sent else None)
     if first_error:
         point.first_error = first_error[0]
     return point

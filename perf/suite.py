@@ -84,8 +84,8 @@ TUNING_VARIANTS = {
         ("chosen", {}, "the shipped defaults"),
         ("delay 1000 µs", {"max_queue_delay_us": 1000}, "dynamic-batching delay 1 ms (the previous default)"),
         ("encoder 1 inst × 2 threads", {"encoder_instances": 1, "intra_op_threads": 2}, "one encoder instance with 2 ORT threads (the previous default)"),
-        ("exact lengths only", {"max_padding_ratio": 0.0}, "runs hold rows of one real length only (no padding)"),
-        ("padding ≤ 100%", {"max_padding_ratio": 1.0}, "runs may be padded up to twice their real tokens"),
+        ("padding ≤ 25% rule", {"run_planning": "ratio"}, "runs cut where padding would pass 25% of real tokens (the previous rule)"),
+        ("exact lengths only", {"run_planning": "ratio", "max_padding_ratio": 0.0}, "runs hold rows of one real length only (no padding)"),
         ("ORT arena off", {"enable_cpu_mem_arena": 0}, "ONNX Runtime's CPU arena off (malloc, heap trimmed after large runs)"),
         ("ORT spinning on", {"ort_allow_spinning": 1}, "idle ONNX Runtime threads spin (ORT's default)"),
         ("INT8 reduce_range", {}, "INT8 quantized with reduce_range=True (for CPUs without VNNI)"),
@@ -171,7 +171,7 @@ def run_size(size: str, settings: Settings, out: Path, log) -> dict:
         result["baselines"][f"ort_{name}"] = b
         log(f"  ORT {name} batch 1: {b['throughput_per_s']}/s, p50 {b['p50_ms']} ms")
     for key, ratio in (("ort_int8_grouped_batch8", None), ("ort_int8_padded_batch8", 100.0)):
-        # What length-aware batching gains in process, with the served encoder's padding rule and without it.
+        # What length-aware batching gains in process, with the served encoder's run planning and without it.
         result["baselines"][key] = baselines.batched_session(key, onnx["int8"], tokenizer_json, base_texts,
                                                              batch_size=8, max_padding_ratio=ratio)
     if size == "default":

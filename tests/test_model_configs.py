@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import onnx
@@ -10,6 +11,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from export.repository import RepositoryConfig, write_repository
+from ner_pipeline.runs import RunCost
 
 ONNX_TO_TRITON = {onnx.TensorProto.INT64: "TYPE_INT64", onnx.TensorProto.FLOAT: "TYPE_FP32"}
 MODELS = ["ner", "ner_fp32", "tokenizer", "encoder_int8", "encoder_fp32", "decoder"]
@@ -136,3 +138,22 @@ def test_single_instance_models_have_no_queue_policy(served, tmp_path):
 def test_repository_config_rejects_zero_instances():
     with pytest.raises(ValueError, match="at least 1"):
         RepositoryConfig(fp32_encoder_instances=0)
+
+
+def test_repository_config_rejects_unknown_run_planning():
+    with pytest.raises(ValueError, match="run_planning"):
+        RepositoryConfig(run_planning="greedy")
+    with pytest.raises(ValueError, match="run cost"):
+        RepositoryConfig(run_cost="4.6,0.28")
+
+
+def test_python_encoders_plan_runs_by_a_cost_model_measured_at_load(served):
+    """The shipped encoders cut runs by cost (ner_pipeline.runs.plan_runs_by_cost) and time their own session when
+    they load; the fitted model is in the server's log."""
+    log = (served.repository.parent / "tritonserver.log").read_text()
+    for encoder in ("encoder_int8", "encoder_fp32"):
+        params = parse_config(served.repository / encoder / "config.pbtxt").parameters
+        assert (params["run_planning"].string_value, params["run_cost"].string_value) == ("cost", "auto")
+        fitted = re.search(rf"{encoder}: run cost \(ms per call, per position, per token\) (\S+) \(measured\)", log)
+        assert fitted, f"{encoder} logged no measured run cost"
+        assert RunCost.parse(fitted.group(1)).per_token >= 0

@@ -1,10 +1,15 @@
-"""The encoder's rule for grouping rows of different lengths into runs (ner_pipeline.runs.plan_runs)."""
+"""How the encoder groups rows of different lengths into runs (ner_pipeline.runs)."""
 
 from __future__ import annotations
 
+import itertools
 import random
+import time
 
-from ner_pipeline.runs import plan_runs
+import pytest
+
+from ner_pipeline.runs import (CALIBRATION_SHAPES, RunCost, calibrate_run_cost, fit_run_cost, plan_runs,
+                                plan_runs_by_cost)
 
 
 def padded_and_real(lengths, run):
@@ -32,3 +37,82 @@ def test_equal_lengths_share_a_run_and_distant_ones_do_not():
     assert plan_runs([10, 100, 10], 2048, 0.25) == [[0, 2], [1]]
     assert plan_runs([10] * 5, 2048, 0.0, max_rows=2) == [[0, 1], [2, 3], [4]]
     assert plan_runs([10] * 5, 30, 0.0) == [[0, 1, 2], [3, 4]]
+
+
+# The cost-model planner (the served default): ner_pipeline.runs.plan_runs_by_cost.
+
+def brute_force_cost(lengths, cost, max_tokens, max_rows=None):
+    """Cheapest total over every way of cutting the sorted rows into contiguous runs (2^(n-1) plans)."""
+    widths = sorted(max(1, n) for n in lengths)
+    best = float("inf")
+    for cuts in itertools.product([False, True], repeat=len(widths) - 1):
+        total, first, ok = 0.0, 0, True
+        for end in [i + 1 for i, cut in enumerate(cuts) if cut] + [len(widths)]:
+            rows, width = end - first, widths[end - 1]
+            if rows > 1 and (rows * width > max_tokens or (max_rows is not None and rows > max_rows)):
+                ok = False
+                break
+            total += cost.of(rows, width)
+            first = end
+        if ok:
+            best = min(best, total)
+    return best
+
+
+def plan_total(lengths, runs, cost):
+    return sum(cost.of(len(run), max(max(1, lengths[i]) for i in run)) for run in runs)
+
+
+def test_cost_plan_covers_every_row_once_within_bounds_and_is_cheapest():
+    rng = random.Random(11)
+    for _ in range(150):
+        lengths = [rng.randint(1, 200) for _ in range(rng.randint(1, 9))]
+        cost = RunCost(rng.choice([0.0, 0.5, 4.6]), rng.choice([0.0, 0.01]), rng.choice([0.0075, 0.28]))
+        max_tokens, max_rows = rng.choice([256, 2048]), rng.choice([None, 3])
+        runs = plan_runs_by_cost(lengths, cost, max_tokens, max_rows)
+        assert sorted(i for run in runs for i in run) == list(range(len(lengths)))
+        for run in runs:
+            padded, _ = padded_and_real(lengths, run)
+            if len(run) > 1:
+                assert padded <= max_tokens
+                assert max_rows is None or len(run) <= max_rows
+        assert plan_total(lengths, runs, cost) == pytest.approx(brute_force_cost(lengths, cost, max_tokens, max_rows))
+
+
+def test_cost_plan_merges_when_a_call_costs_more_than_the_padding():
+    weights_bound = RunCost(per_run=4.6, per_position=0.0, per_token=0.28)  # BERT-base INT8, one core, measured
+    # 10 padded tokens (2.8 ms) cost less than a second call (4.6 ms); 40 (11.2 ms) do not.
+    assert plan_runs_by_cost([30, 40], weights_bound, 2048) == [[0, 1]]
+    assert plan_runs_by_cost([30, 70], weights_bound, 2048) == [[0], [1]]
+    # The ratio rule merges the long pair (padding 25 % of 130 real tokens), paying 30 padded tokens.
+    assert plan_runs([100, 130], 2048, 0.25) == [[0, 1]]
+    assert plan_runs_by_cost([100, 130], weights_bound, 2048) == [[0], [1]]
+    steps_bound = RunCost(per_run=0.05, per_position=0.01, per_token=0.0075)  # a recurrent encoder pays per step
+    assert plan_runs_by_cost([50, 64], steps_bound, 2048) == [[0, 1]]
+    assert plan_runs_by_cost([], weights_bound, 2048) == []
+
+
+def test_fit_recovers_a_cost_model_and_calibration_times_every_shape():
+    truth = RunCost(4.6, 0.002, 0.28)
+    samples = [(rows, width, truth.of(rows, width)) for rows, width in CALIBRATION_SHAPES]
+    fitted = fit_run_cost(samples)
+    for got, want in zip((fitted.per_run, fitted.per_position, fitted.per_token),
+                         (truth.per_run, truth.per_position, truth.per_token)):
+        assert got == pytest.approx(want, abs=1e-6)
+    # A noisy sample that would need a negative part is fitted with that part at 0.
+    noisy = fit_run_cost([(1, 16, 9.0), (1, 64, 22.0), (4, 16, 22.0), (4, 64, 70.0)])
+    assert min(noisy.per_run, noisy.per_position, noisy.per_token) >= 0
+
+    shapes = []
+    calibrated = calibrate_run_cost(lambda ids, mask: shapes.append((ids.shape, mask.shape)) or time.sleep(1e-4 * ids.size),
+                                    repeats=2)
+    assert {s for s, _ in shapes} == set(CALIBRATION_SHAPES) and all(a == b for a, b in shapes)
+    assert calibrated.per_token > 0
+
+
+def test_run_cost_text_form_round_trips_and_rejects_nonsense():
+    cost = RunCost.parse("4.6,0,0.28")
+    assert RunCost.parse(str(cost)) == cost
+    for bad in ("4.6,0.28", "-1,0,0.28", "0,0,0", "a,b,c"):
+        with pytest.raises(ValueError):
+            RunCost.parse(bad)

@@ -2,12 +2,16 @@
 
 The form used where Triton has no native ONNX Runtime backend (the server bundled in nvidia-pytriton).
 
-Scheduling (see perf/README.md for the measurements behind it; the rule is `ner_pipeline.runs.plan_runs`): the inputs are declared `allow_ragged_batch`, so the
-dynamic batcher hands this model every queued request whatever its length bucket. The rows of all those requests are
-sorted by their real length (attention mask) and cut into runs of similar length: a run grows while its padding stays
-under `max_padding_ratio` of its real tokens and its size under `max_tokens_per_run`; each run is padded only to its
-own longest row. On a CPU every padded position costs as much as a real one, so this is what makes batching pay.
-Positions past a row's real length get zero logits (the decoder never reads them).
+Scheduling (see perf/README.md for the measurements behind it; the rules are in `ner_pipeline.runs`): the inputs are
+declared `allow_ragged_batch`, so the dynamic batcher hands this model every queued request whatever its length
+bucket. The rows of all those requests are sorted by their real length (attention mask) and cut into runs, each padded
+only to its own longest row and holding at most `max_tokens_per_run` tokens. With `run_planning` = cost (the default)
+the cut is the cheapest plan under a cost model of one call (fixed part, part per position, part per padded token),
+which the model measures on its own session when it loads (`run_cost` = auto; or three fixed milliseconds): on a CPU
+a BERT-base call pays for streaming its weights once whatever its rows, a recurrent one for each step whatever its
+rows, and every padded token like a real one. With `run_planning` = ratio a run grows while its padding stays under
+`max_padding_ratio` of its real tokens. Positions past a row's real length get zero logits (the decoder never reads
+them).
 
 Threads: `intra_op_thread_count` ORT threads, not spinning when idle (`allow_spinning` = 0): on 2 cores shared with
 the tokenizer and decoder processes, a spinning worker takes the core the next pipeline step needs.
@@ -30,7 +34,7 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from ner_pipeline.runs import plan_runs  # noqa: E402
+from ner_pipeline.runs import RunCost, calibrate_run_cost, plan_runs, plan_runs_by_cost  # noqa: E402
 
 
 def _glibc():
@@ -61,11 +65,24 @@ class TritonPythonModel:
         self.num_labels = int(config["output"][0]["dims"][-1])
         self.max_tokens_per_run = int(params.get("max_tokens_per_run", "2048"))
         self.max_padding_ratio = float(params.get("max_padding_ratio", "0.25"))
+        self.run_planning = params.get("run_planning", "cost")
+        if self.run_planning not in ("cost", "ratio"):
+            raise pb_utils.TritonModelException(f"run_planning must be cost or ratio, not {self.run_planning!r}")
         self.trim_after_tokens = int(params.get("trim_after_tokens", "1024"))
         self.shrink = ort.RunOptions()
         if self.arena:
             self.shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        if self.run_planning == "cost":
+            run_cost = params.get("run_cost", "auto")
+            self.run_cost = (calibrate_run_cost(self._run) if run_cost == "auto" else RunCost.parse(run_cost))
+            pb_utils.Logger.log_info(f"{config['name']}: run cost (ms per call, per position, per token) "
+                                     f"{self.run_cost} ({'measured' if run_cost == 'auto' else 'configured'})")
         self.trim()
+
+    def _plan(self, lengths):
+        if self.run_planning == "cost":
+            return plan_runs_by_cost(lengths, self.run_cost, self.max_tokens_per_run)
+        return plan_runs(lengths, self.max_tokens_per_run, self.max_padding_ratio)
 
     def _run(self, ids, mask):
         # A large run gives back, when it ends, what the arena grew for it; small runs keep the arena warm.
@@ -93,7 +110,7 @@ class TritonPythonModel:
             lengths.append(real)
         results = {position: None for position, _, _ in inputs}
         largest_run = 0
-        for run in plan_runs(lengths, self.max_tokens_per_run, self.max_padding_ratio):
+        for run in self._plan(lengths):
             width = max(lengths[i] for i in run)
             ids = np.zeros((len(run), width), dtype=np.int64)
             mask = np.zeros((len(run), width), dtype=np.int64)
