@@ -172,3 +172,41 @@ def test_chunking_and_char_mapping(trained):
     word_tags = ["B-ORG" if chars[s] == "Ａ" else "O" for s in e.word_char_start]
     out = D.word_tags_to_char_tags(e, word_tags)
     assert out[6:9] == ["B-ORG", "I-ORG", "I-ORG"]
+
+
+def test_mention_replacement_swaps_whole_mentions_of_the_same_type(trained):
+    """training/augment.py: a swap substitutes one mention's token ids and labels for another's of the same type and
+    keeps every other token, label and word position consistent; a mention with a multi-token word is left alone."""
+    import random
+
+    from training.augment import mention_pool, mentions, replace_mentions
+
+    tok = D.load_tokenizer(trained)
+
+    def chunk(text, entities):
+        chars = list(text)
+        tags = ["O"] * len(chars)
+        for start, end, kind in entities:
+            tags[start:end] = [f"B-{kind}"] + [f"I-{kind}"] * (end - start - 1)
+        return D.make_chunks(D.encode_sentences(tok, [(chars, tags)]), 64)[0]
+
+    source = chunk("张三在北京见到李四。", [(0, 2, "PER"), (3, 5, "LOC"), (7, 9, "PER")])
+    donor = chunk("欧阳修文去了呼和浩特。", [(0, 4, "PER"), (6, 10, "LOC")])
+    pool = mention_pool([donor])
+    assert {t: [tok.decode(list(m)).replace(" ", "") for m in v] for t, v in pool.items()} == {
+        "PER": ["欧阳修文"], "LOC": ["呼和浩特"], "ORG": []}
+
+    swapped = replace_mentions(source, pool, random.Random(0), 1.0, 64)
+    words = [tok.convert_ids_to_tokens(int(swapped.input_ids[p])) for p in swapped.word_pos]
+    labels = [D.LABELS[i] for i in swapped.labels]
+    assert "".join(words) == "欧阳修文在呼和浩特见到欧阳修文。"
+    assert labels == (["B-PER", "I-PER", "I-PER", "I-PER", "O", "B-LOC", "I-LOC", "I-LOC", "I-LOC", "O", "O"]
+                      + ["B-PER", "I-PER", "I-PER", "I-PER", "O"])
+    assert swapped.input_ids[0] == D.CLS_ID and swapped.input_ids[-1] == D.SEP_ID
+    assert list(swapped.word_pos) == list(range(1, len(swapped.input_ids) - 1))
+    assert replace_mentions(source, pool, random.Random(0), 0.0, 64) is source
+    assert len(replace_mentions(source, pool, random.Random(0), 1.0, len(source.input_ids)).input_ids) == len(
+        source.input_ids)  # no room: nothing grows
+
+    latin = chunk("abcdefgh公司", [(0, 10, "ORG")])  # "abcdefgh" is one word of 4 tokens: not swappable
+    assert len(latin.input_ids) > len(latin.word_pos) + 2 and mentions(latin) == []

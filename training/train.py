@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from . import data as D
+from .augment import mention_pool, replace_mentions
 from .evaluate import evaluate
 from .model import LacBiGruCrf, label_config
 
@@ -47,6 +48,8 @@ FLAGS = [
     ("dropout", float, 0.1, "dropout on embeddings and between layers"),
     ("num-gru-layers", int, 2, "BiGRU layers (LAC has 2; extra ones start random)"),
     ("num-attention-layers", int, 1, "self-attention layers on top of the GRUs"),
+    ("mention-replace", float, 0.0, "probability of swapping each training entity, per batch, for another training "
+     "entity of its type (0: off; training/augment.py)"),
     ("bigram-buckets", int, 0, "hashed character-bigram embedding rows (0: no bigram features)"),
     ("bigram-dim", int, 64, "bigram embedding size"),
     ("hidden-size", int, 128, "GRU hidden size per direction (128 with --init lac)"),
@@ -192,6 +195,11 @@ def main(argv=None) -> int:
     base_lrs = [g["lr"] for g in opt.param_groups]
 
     rng = random.Random(args.seed)
+    augment_rng = random.Random(args.seed + 1)
+    pool = mention_pool(chunks) if args.mention_replace > 0 else {}
+    if pool:
+        print("mention replacement: " + ", ".join(f"{len(v)} {t}" for t, v in pool.items()) + " distinct mentions",
+              flush=True)
     batches_per_epoch = len(D.bucket_batches(chunks, args.batch_tokens, args.batch_size, random.Random(0)))
     total = int(math.ceil(args.epochs * batches_per_epoch))
     if args.max_steps:
@@ -263,7 +271,11 @@ def main(argv=None) -> int:
             f = lr_factor(step, progress, warmup, warmup_frac, args.min_lr_ratio)
             for g, lr in zip(opt.param_groups, base_lrs):
                 g["lr"] = lr * f
-            ids, mask, pos, wmask, lab = (torch.from_numpy(a) for a in D.collate([chunks[i] for i in batch]))
+            batch_chunks = [chunks[i] for i in batch]
+            if pool:
+                batch_chunks = [replace_mentions(c, pool, augment_rng, args.mention_replace, args.max_chunk_tokens)
+                                for c in batch_chunks]
+            ids, mask, pos, wmask, lab = (torch.from_numpy(a) for a in D.collate(batch_chunks))
             loss = model.loss(ids, mask, pos, wmask, lab)
             opt.zero_grad(set_to_none=True)
             loss.backward()
