@@ -36,14 +36,19 @@ class Decoder:
         self.tags: list[Tag] = [parse_label(label) for label in self.labels]
         self.scheme = scheme or detect_scheme(self.labels)
         self.crf = crf
+        self._outside = np.array([tag.prefix == "O" for tag in self.tags])
 
     def tag_window(self, emissions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Tag ids and the probability of each chosen tag, for emissions [n, C] of one window."""
+        """Tag ids and the probability of each chosen tag, for emissions [n, C] of one window. A CRF window tagged
+        all O gets NaN probabilities instead of a forward-backward pass: no entity can read them (most sentences
+        have none)."""
         if self.crf is None:
             probs = softmax(emissions)
             path = probs.argmax(axis=-1)
         else:
             path = viterbi(emissions, self.crf)
+            if self._outside[path].all():
+                return path, np.full(len(path), np.nan)
             probs = marginals(emissions, self.crf)
         return path, probs[np.arange(len(path)), path]
 
