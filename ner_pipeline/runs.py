@@ -85,10 +85,11 @@ def fit_run_cost(samples: list[tuple[int, int, float]]) -> RunCost:
     return RunCost(*map(float, best))
 
 
-def calibrate_run_cost(run: Callable[[np.ndarray, np.ndarray], object], token_id: int = 100,
+def calibrate_run_cost(run: Callable[[np.ndarray, np.ndarray], object], token_id: int = 0,
                        repeats: int = 3) -> RunCost:
     """Times ``run(input_ids, attention_mask)`` on :data:`CALIBRATION_SHAPES` (fastest of ``repeats``, after one
-    warm-up call each) and fits a :class:`RunCost`."""
+    warm-up call each) and fits a :class:`RunCost`. The ids are all ``token_id`` (0, [PAD], exists in any
+    vocabulary): a call's time does not depend on the values."""
     samples = []
     for rows, width in CALIBRATION_SHAPES:
         ids = np.full((rows, width), token_id, dtype=np.int64)

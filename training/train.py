@@ -244,7 +244,10 @@ def main(argv=None) -> int:
             model.save_pretrained(out)
             msg += " (best, saved)"
         (out / "training_log.json").write_text(json.dumps({**log, "best": best}, indent=2) + "\n")
-        (tqdm_write if bar else print)(msg)
+        if bar:
+            tqdm_write(msg)
+        else:
+            print(msg, flush=True)  # seen at once when stdout is a file
 
     def tqdm_write(msg):
         from tqdm import tqdm
