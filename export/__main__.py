@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from ner_pipeline.runs import RUN_PLANNINGS
 from ner_pipeline.windows import WindowConfig, encode_texts, load_tokenizer
 
 from .checkpoint import CheckpointError, describe, load_checkpoint
@@ -151,7 +152,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-queue-delay-us", type=int,
                         default=_env("NER_MAX_QUEUE_DELAY_US", defaults.max_queue_delay_us),
                         help="dynamic batching delay, at most 2000 [NER_MAX_QUEUE_DELAY_US]")
-    parser.add_argument("--run-planning", choices=("cost", "ratio"),
+    parser.add_argument("--run-planning", choices=RUN_PLANNINGS,
                         default=_env("NER_RUN_PLANNING", defaults.run_planning),
                         help="how the Python-backend encoder groups rows of different lengths: cost (the cheapest "
                              "plan under a cost model of one call) or ratio (padding at most a fixed share) "

@@ -19,7 +19,7 @@ from string import Template
 import numpy as np
 
 from ner_pipeline.crf import CrfParameters
-from ner_pipeline.runs import RunCost
+from ner_pipeline.runs import RUN_PLANNINGS, RunCost
 from ner_pipeline.tagging import entity_types
 from ner_pipeline.windows import WindowConfig
 
@@ -92,8 +92,8 @@ class RepositoryConfig:
             raise ValueError("instances and ONNX Runtime threads must be at least 1")
         if self.max_padding_ratio < 0 or self.max_tokens_per_run < 1:
             raise ValueError("max_padding_ratio must be >= 0 and max_tokens_per_run >= 1")
-        if self.run_planning not in ("cost", "ratio"):
-            raise ValueError(f"run_planning must be 'cost' or 'ratio', not {self.run_planning!r}")
+        if self.run_planning not in RUN_PLANNINGS:
+            raise ValueError(f"run_planning must be one of {RUN_PLANNINGS}, not {self.run_planning!r}")
         if self.run_cost != "auto":
             RunCost.parse(self.run_cost)
 

@@ -17,6 +17,9 @@ from typing import Callable
 
 import numpy as np
 
+# How the encoder cuts runs: by the cost model (plan_runs_by_cost) or by a padding share (plan_runs).
+RUN_PLANNINGS = ("cost", "ratio")
+
 
 def plan_runs(lengths, max_tokens: int, max_padding_ratio: float, max_rows: int | None = None) -> list[list[int]]:
     """Rows (indices into ``lengths``) grouped into runs: sorted by length, a run is closed when adding the next

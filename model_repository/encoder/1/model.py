@@ -34,7 +34,7 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from ner_pipeline.runs import RunCost, calibrate_run_cost, plan_runs, plan_runs_by_cost  # noqa: E402
+from ner_pipeline.runs import RUN_PLANNINGS, RunCost, calibrate_run_cost, plan_runs, plan_runs_by_cost  # noqa: E402
 
 
 def _glibc():
@@ -66,8 +66,8 @@ class TritonPythonModel:
         self.max_tokens_per_run = int(params.get("max_tokens_per_run", "2048"))
         self.max_padding_ratio = float(params.get("max_padding_ratio", "0.25"))
         self.run_planning = params.get("run_planning", "cost")
-        if self.run_planning not in ("cost", "ratio"):
-            raise pb_utils.TritonModelException(f"run_planning must be cost or ratio, not {self.run_planning!r}")
+        if self.run_planning not in RUN_PLANNINGS:
+            raise pb_utils.TritonModelException(f"run_planning must be one of {RUN_PLANNINGS}, not {self.run_planning!r}")
         self.trim_after_tokens = int(params.get("trim_after_tokens", "1024"))
         self.shrink = ort.RunOptions()
         if self.arena:
