@@ -28,29 +28,38 @@ def _prepared(onnx_path, tokenizer_json, call, texts: list[str], rounds: int, pe
     return run_session, blocks, rows_of_block
 
 
+def _in_turns(round_index: int, session_side, triton_side):
+    """Both sides of one round, the session first in even rounds and Triton first in odd ones, so that a machine
+    speeding up or slowing down within a round favours neither side over the rounds; returns (session, Triton)."""
+    if round_index % 2:
+        triton = triton_side()
+        return session_side(), triton
+    session = session_side()
+    return session, triton_side()
+
+
 def latency_gap(grpc_url: str, model: str, onnx_path, tokenizer_json, texts: list[str], use_sdk: bool,
                 rounds: int = 5, per_round: int = 80) -> dict:
-    """Per round: p50 of the session over ``per_round`` texts, then p50 of ``model`` over the same texts (gRPC, one
-    request at a time); the gap is the median over rounds of (Triton p50 − session p50)."""
+    """Per round: p50 of the session over ``per_round`` texts and p50 of ``model`` over the same texts (gRPC, one
+    request at a time), in turns (``_in_turns``); the gap is the median over rounds of (Triton p50 − session p50)."""
     call = load.make_caller(grpc_url, "grpc", model, use_sdk)
     run_session, blocks, rows_of_block = _prepared(onnx_path, tokenizer_json, call, texts, rounds, per_round)
+
+    def p50_ms(run, items) -> float:
+        for item in items[:3]:  # warm the caches of this side
+            run(item)
+        times = []
+        for item in items:
+            t0 = time.perf_counter()
+            run(item)
+            times.append((time.perf_counter() - t0) * 1000)
+        return statistics.median(times)
+
     out = []
-    for block, rows in zip(blocks, rows_of_block):
-        session_ms, triton_ms = [], []
-        for item in rows[:3]:  # warm the caches of this side
-            run_session(item)
-        for item in rows:
-            t0 = time.perf_counter()
-            run_session(item)
-            session_ms.append((time.perf_counter() - t0) * 1000)
-        for text in block[:3]:
-            call(text)
-        for text in block:
-            t0 = time.perf_counter()
-            call(text)
-            triton_ms.append((time.perf_counter() - t0) * 1000)
-        s50, t50 = statistics.median(session_ms), statistics.median(triton_ms)
-        out.append({"session_p50_ms": round(s50, 3), "triton_p50_ms": round(t50, 3), "gap_ms": round(t50 - s50, 3)})
+    for index, (block, rows) in enumerate(zip(blocks, rows_of_block)):
+        s50, t50 = _in_turns(index, lambda: p50_ms(run_session, rows), lambda: p50_ms(call, block))
+        out.append({"session_p50_ms": round(s50, 3), "triton_p50_ms": round(t50, 3), "gap_ms": round(t50 - s50, 3),
+                    "first": "triton" if index % 2 else "session"})
     return {"model": model, "rounds": out, "texts_per_round": per_round,
             "median_gap_ms": round(statistics.median(r["gap_ms"] for r in out), 3),
             "session_p50_ms": round(statistics.median(r["session_p50_ms"] for r in out), 3),
@@ -59,24 +68,31 @@ def latency_gap(grpc_url: str, model: str, onnx_path, tokenizer_json, texts: lis
 
 def throughput_ratio(grpc_url: str, model: str, concurrency: int, onnx_path, tokenizer_json, texts: list[str],
                      use_sdk: bool, rounds: int = 5, per_round: int = 80) -> dict:
-    """Per round: the session's throughput over ``per_round`` texts one at a time, then ``model``'s over the same
-    texts at ``concurrency`` (gRPC, closed loop, as in the sweep, counted while ``concurrency`` requests are in
-    flight: ``load.Point.throughput``); the ratio is the median over rounds of (Triton / session)."""
+    """Per round: the session's throughput over ``per_round`` texts one at a time and ``model``'s over the same texts
+    at ``concurrency`` (gRPC, closed loop, as in the sweep, counted while ``concurrency`` requests are in flight:
+    ``load.Point.throughput``), in turns (``_in_turns``); the ratio is the median over rounds of (Triton / session)."""
     run_session, blocks, rows_of_block = _prepared(onnx_path, tokenizer_json,
                                                    load.make_caller(grpc_url, "grpc", model, use_sdk), texts, rounds,
                                                    per_round)
-    out = []
-    for block, rows in zip(blocks, rows_of_block):
+
+    def session_side(rows):
         t0 = time.perf_counter()
         for item in rows:
             run_session(item)
-        session_rate = len(rows) / (time.perf_counter() - t0)
-        point = load.run_point(lambda: load.make_caller(grpc_url, "grpc", model, use_sdk), block, concurrency,
-                               len(block), warmup=1)
+        return len(rows) / (time.perf_counter() - t0)
+
+    def triton_side(block):
+        return load.run_point(lambda: load.make_caller(grpc_url, "grpc", model, use_sdk), block, concurrency,
+                              len(block), warmup=1)
+
+    out = []
+    for index, (block, rows) in enumerate(zip(blocks, rows_of_block)):
+        session_rate, point = _in_turns(index, lambda: session_side(rows), lambda: triton_side(block))
         triton_rate = point.throughput  # while `concurrency` requests were in flight (load.Point.throughput)
         out.append({"session_per_s": round(session_rate, 2), "triton_per_s": round(triton_rate, 2),
                     "triton_whole_run_per_s": round(point.requests / point.seconds, 2),
-                    "errors": point.errors, "ratio": round(triton_rate / session_rate, 3)})
+                    "errors": point.errors, "ratio": round(triton_rate / session_rate, 3),
+                    "first": "triton" if index % 2 else "session"})
     return {"model": model, "concurrency": concurrency, "rounds": out, "texts_per_round": per_round,
             "median_ratio": round(statistics.median(r["ratio"] for r in out), 3),
             "session_per_s": round(statistics.median(r["session_per_s"] for r in out), 2),

@@ -44,7 +44,7 @@ class Settings:
     tuning_requests: dict = field(default_factory=lambda: {"default": (200, 400), "bert-base": (48, 160)})
     warmup_requests: int = 16
     # Targets comparing the session with the ensemble: both in turns over the same texts (perf/alternating.py).
-    alternating_rounds: int = 5
+    alternating_rounds: int = 9
     alternating_texts: dict = field(default_factory=lambda: {"default": 80, "bert-base": 160})
     # In smoke runs the BERT-base slot is filled by the tiny model, so that every section runs in seconds.
     tiny_for_bert_base: bool = False
