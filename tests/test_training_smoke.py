@@ -210,3 +210,30 @@ def test_mention_replacement_swaps_whole_mentions_of_the_same_type(trained):
 
     latin = chunk("abcdefgh公司", [(0, 10, "ORG")])  # "abcdefgh" is one word of 4 tokens: not swappable
     assert len(latin.input_ids) > len(latin.word_pos) + 2 and mentions(latin) == []
+
+
+def test_lac_features_branch_starts_silent_and_stays_frozen():
+    """--lac-features: the frozen LAC branch joins through a zero-initialised projection, so a fresh model scores
+    exactly as the same weights without the branch; a training step moves the projection, never the frozen copy."""
+    torch.manual_seed(0)
+    config = {"vocab_size": 50, "embedding_dim": 8, "hidden_size": 4, "num_attention_layers": 1, "attention_heads": 2,
+              "attention_ffn": 8, "lac_tags": 5, "num_labels": 7}
+    with_branch = LacBiGruCrf({**config, "lac_features": 1}).eval()
+    plain = LacBiGruCrf(config).eval()
+    plain.load_state_dict({k: v for k, v in with_branch.state_dict().items() if not k.startswith("lac_")})
+    ids = torch.randint(1, 50, (2, 6))
+    mask = torch.ones_like(ids)
+    mask[1, 4:] = 0
+    with torch.no_grad():
+        torch.testing.assert_close(with_branch(ids, mask), plain(ids, mask))
+
+    frozen = {k: v.clone() for k, v in with_branch.state_dict().items() if k.startswith(("lac_embed", "lac_grus",
+                                                                                         "lac_out"))}
+    with_branch.train()
+    optimiser = torch.optim.AdamW([p for p in with_branch.parameters() if p.requires_grad], lr=1e-2)
+    word_pos = torch.arange(6).repeat(2, 1)
+    loss = with_branch.loss(ids, mask, word_pos, mask.bool(), torch.randint(0, 7, (2, 6)))
+    loss.backward()
+    optimiser.step()
+    assert all(torch.equal(with_branch.state_dict()[k], v) for k, v in frozen.items())
+    assert with_branch.lac_proj.weight.abs().sum() > 0

@@ -33,6 +33,8 @@ DEFAULT_CONFIG = {
     "pad_token_id": 0,
     "bigram_buckets": 0,
     "bigram_dim": 64,
+    "lac_features": 0,
+    "lac_tags": 59,
 }
 
 
@@ -160,6 +162,21 @@ class LacBiGruCrf(nn.Module):
             self.bigram = nn.Embedding(self.bigram_buckets, int(cfg["bigram_dim"]))
             nn.init.zeros_(self.bigram.weight)  # unseen bigrams contribute nothing
             self.bigram_proj = nn.Linear(2 * int(cfg["bigram_dim"]), int(cfg["embedding_dim"]), bias=False)
+        self.lac_features = int(cfg["lac_features"])
+        if self.lac_features:
+            # A frozen copy of LAC (embedding, BiGRUs, its own tag layer): fine-tuning makes the trainable copy forget
+            # what LAC learnt from its large corpus (42 % of dev entities never occur in MSRA train); this copy keeps
+            # it. Its hidden states and tag probabilities (bounded, unlike its raw scores) join through a projection
+            # that starts at zero, so training starts from the plain model.
+            E = int(cfg["embedding_dim"])
+            self.lac_embed = nn.Embedding(int(cfg["vocab_size"]), E)
+            self.lac_grus = nn.ModuleList(BiGRULayer(E if i == 0 else 2 * H, H) for i in range(2))
+            self.lac_out = nn.Linear(2 * H, int(cfg["lac_tags"]))
+            for module in (self.lac_embed, self.lac_grus, self.lac_out):
+                module.requires_grad_(False)
+            self.lac_proj = nn.Linear(2 * H + int(cfg["lac_tags"]), 2 * H)
+            nn.init.zeros_(self.lac_proj.weight)
+            nn.init.zeros_(self.lac_proj.bias)
         self.drop = nn.Dropout(float(cfg["dropout"]))
         self.head = nn.Linear(2 * H, self.num_labels)
         self.crf = CRF(self.num_labels)
@@ -184,6 +201,11 @@ class LacBiGruCrf(nn.Module):
         x = self.drop(x)
         for layer in self.grus:
             x = self.drop(layer(x, rev_index))
+        if self.lac_features:
+            y = self.lac_embed(input_ids)
+            for layer in self.lac_grus:
+                y = layer(y, rev_index)
+            x = x + self.drop(self.lac_proj(torch.cat([y, self.lac_out(y).softmax(dim=-1)], dim=-1)))
         if len(self.attn):
             key_bias = ((1 - mask).to(x.dtype) * -10000.0)[:, None, None, :]
             for layer in self.attn:

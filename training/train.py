@@ -50,6 +50,8 @@ FLAGS = [
     ("num-attention-layers", int, 1, "self-attention layers on top of the GRUs"),
     ("mention-replace", float, 0.0, "probability of swapping each training entity, per batch, for another training "
      "entity of its type (0: off; training/augment.py)"),
+    ("lac-features", int, 0, "1: a frozen copy of LAC (with its own tag layer) adds its features before attention "
+     "(needs --init lac)"),
     ("bigram-buckets", int, 0, "hashed character-bigram embedding rows (0: no bigram features)"),
     ("bigram-dim", int, 64, "bigram embedding size"),
     ("hidden-size", int, 128, "GRU hidden size per direction (128 with --init lac)"),
@@ -98,7 +100,10 @@ def build_model(args, labels, vocab_lines) -> LacBiGruCrf:
         "embedding_dim": args.embedding_dim,
         "bigram_buckets": args.bigram_buckets,
         "bigram_dim": args.bigram_dim,
+        "lac_features": args.lac_features,
     }
+    if args.lac_features and args.init != "lac":
+        raise SystemExit("--lac-features 1 needs --init lac")
     if args.init == "lac" and (args.hidden_size != 128 or args.embedding_dim != 128):
         raise SystemExit("--init lac needs --hidden-size 128 and --embedding-dim 128")
     model = LacBiGruCrf(cfg)
@@ -118,6 +123,14 @@ def build_model(args, labels, vocab_lines) -> LacBiGruCrf:
                 w, b = L.head_init(labels, lac)
                 model.head.weight.copy_(torch.from_numpy(w))
                 model.head.bias.copy_(torch.from_numpy(b))
+            if args.lac_features:
+                model.lac_embed.weight.copy_(model.embed.weight)
+                for i, layer in enumerate(L.gru_state_dicts(lac)):
+                    for d in ("fwd", "bwd"):
+                        getattr(model.lac_grus[i], d).load_state_dict(
+                            {k: torch.from_numpy(v) for k, v in layer[d].items()})
+                model.lac_out.weight.copy_(torch.from_numpy(lac["inits"]["linear_0.w_0"].T.copy()))
+                model.lac_out.bias.copy_(torch.from_numpy(lac["inits"]["linear_0.b_0"].copy()))
             crf = L.crf_init(labels, lac)
             for k, v in crf.items():
                 getattr(model.crf, k).copy_(torch.from_numpy(v))
