@@ -119,7 +119,8 @@ def entity_rate_bias(model, tokenizer_dir: Path, crf: dict, sentences: int = 200
     import torch
 
     from export.paths import msra_file
-    from ner_pipeline.crf import CrfParameters, viterbi
+    from export.layouts import crf_from
+    from ner_pipeline.crf import viterbi
     from training.data import load_tokenizer, read_bio
 
     train = read_bio(msra_file("train"))
@@ -131,8 +132,7 @@ def entity_rate_bias(model, tokenizer_dir: Path, crf: dict, sentences: int = 200
         for chars, _ in sample:
             encoded = tokenizer("".join(chars), return_tensors="pt", truncation=True, max_length=128)
             emissions.append(model(**encoded).logits[0, 1:-1].double().numpy())
-    parameters = CrfParameters(*(crf[k].astype(np.float64) for k in ("transitions", "start_transitions",
-                                                                     "end_transitions")))
+    parameters = crf_from({k: torch.from_numpy(v) for k, v in crf.items()}, "stand-in CRF", len(BIO_LABELS))
     begins = [i for i, label in enumerate(BIO_LABELS) if label.startswith("B-")]
     o_index = BIO_LABELS.index("O")
 

@@ -89,6 +89,13 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def _load_grus(grus, layers: list[dict]) -> None:
+    """LAC's GRU weights (``lac.gru_state_dicts``) into the first ``len(grus)`` BiGRU layers."""
+    for gru, layer in zip(grus, layers):
+        for d in ("fwd", "bwd"):
+            getattr(gru, d).load_state_dict({k: torch.from_numpy(v) for k, v in layer[d].items()})
+
+
 def build_model(args, labels, vocab_lines) -> LacBiGruCrf:
     cfg = {
         **label_config(labels),
@@ -116,19 +123,15 @@ def build_model(args, labels, vocab_lines) -> LacBiGruCrf:
             # [CLS] and [SEP] have no LAC counterpart: start them at zero (a neutral input)
             model.embed.weight[D.CLS_ID].zero_()
             model.embed.weight[D.SEP_ID].zero_()
-            for i, layer in enumerate(L.gru_state_dicts(lac)[: args.num_gru_layers]):
-                for d in ("fwd", "bwd"):
-                    getattr(model.grus[i], d).load_state_dict({k: torch.from_numpy(v) for k, v in layer[d].items()})
+            gru_layers = L.gru_state_dicts(lac)
+            _load_grus(model.grus, gru_layers)
             if args.num_attention_layers == 0 and args.num_gru_layers == 2:
                 w, b = L.head_init(labels, lac)
                 model.head.weight.copy_(torch.from_numpy(w))
                 model.head.bias.copy_(torch.from_numpy(b))
             if args.lac_features:
                 model.lac_embed.weight.copy_(model.embed.weight)
-                for i, layer in enumerate(L.gru_state_dicts(lac)):
-                    for d in ("fwd", "bwd"):
-                        getattr(model.lac_grus[i], d).load_state_dict(
-                            {k: torch.from_numpy(v) for k, v in layer[d].items()})
+                _load_grus(model.lac_grus, gru_layers)
                 model.lac_out.weight.copy_(torch.from_numpy(lac["inits"]["linear_0.w_0"].T.copy()))
                 model.lac_out.bias.copy_(torch.from_numpy(lac["inits"]["linear_0.b_0"].copy()))
             crf = L.crf_init(labels, lac)
