@@ -35,7 +35,26 @@ DEFAULT_CONFIG = {
     "bigram_dim": 64,
     "lac_features": 0,
     "lac_tags": 59,
+    "lexicon_buckets": 0,
+    "lexicon_max_len": 8,
 }
+
+# Polynomial hashes of token-id n-grams, modulo a prime below 2**31 so that every product fits in int64 (in torch and
+# in ONNX alike). Two hashes pick the two candidate buckets of a word, the third is the fingerprint kept in the table.
+HASH_PRIME = 2_147_483_647
+HASH_MULTIPLIERS = (1_000_003, 1_299_709, 15_485_863)
+LEXICON_TYPES = ("PER", "LOC", "ORG", "WORD")  # bit k of a word's code: the lexicon lists it as type k
+
+
+def ngram_hashes(ids: list[int]) -> tuple[int, int, int]:
+    """The three hashes of one id sequence, exactly as ``LexiconMatcher`` computes them in the graph."""
+    hashes = []
+    for a in HASH_MULTIPLIERS:
+        h = 0
+        for i in ids:
+            h = (h * a + i) % HASH_PRIME
+        hashes.append(h)
+    return tuple(hashes)
 
 
 class CRF(nn.Module):
@@ -141,6 +160,69 @@ class SelfAttentionLayer(nn.Module):
         return self.ln2(x + self.drop(self.ff(x)))
 
 
+class LexiconMatcher(nn.Module):
+    """Marks, for every token, which lexicon words of 2..``max_len`` tokens begin, continue or end there.
+
+    The lexicon lives in two buffers (so it travels inside the checkpoint and the ONNX file): a table of ``buckets``
+    fingerprints and one of type codes, where each word sits in one of its two candidate buckets (cuckoo placement,
+    ``training.lexicon``). Every n-gram of the input is hashed in the graph and looked up in both buckets; a fingerprint
+    match sets the word's type bits. Output ``[B, L, 3 * len(LEXICON_TYPES)]``: log(1 + count) of words of each type
+    that Begin / are in the Middle of / End at the token.
+    """
+
+    def __init__(self, buckets: int, max_len: int):
+        super().__init__()
+        self.buckets, self.max_len = int(buckets), int(max_len)
+        self.register_buffer("fingerprints", torch.full((self.buckets,), -1, dtype=torch.int32))
+        self.register_buffer("codes", torch.zeros(self.buckets, dtype=torch.uint8))
+        n_types = len(LEXICON_TYPES)
+        bits = [[float((code >> k) & 1) for k in range(n_types)] for code in range(2 ** n_types)]
+        self.register_buffer("code_bits", torch.tensor(bits), persistent=False)
+
+    @property
+    def num_features(self) -> int:
+        return 3 * len(LEXICON_TYPES)
+
+    def _lookup(self, h1, h2, h3):
+        b1, b2 = torch.remainder(h1, self.buckets), torch.remainder(h2, self.buckets)
+        hit1 = self.fingerprints[b1].to(torch.int64) == h3
+        hit2 = (self.fingerprints[b2].to(torch.int64) == h3) & (b2 != b1)
+        code = self.codes[b1].to(torch.int64) * hit1.to(torch.int64) + self.codes[b2].to(torch.int64) * hit2.to(
+            torch.int64)
+        return self.code_bits[code.clamp(max=self.code_bits.shape[0] - 1)]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        mask = attention_mask.to(torch.int64)
+        ids = input_ids * mask
+        length = ids.shape[1]
+        extra = self.max_len - 1
+        # padded on the right so that every shift below keeps `length` columns, however short the input
+        ids_ahead = nn.functional.pad(ids, (0, extra))
+        mask_ahead = nn.functional.pad(mask, (0, extra))
+        hashes = [ids for _ in HASH_MULTIPLIERS]
+        inside = mask
+        begin = middle = end = None
+        for n in range(2, self.max_len + 1):
+            nxt = ids_ahead[:, n - 1: n - 1 + length]
+            inside = inside * mask_ahead[:, n - 1: n - 1 + length]
+            hashes = [torch.remainder(h * a + nxt, HASH_PRIME) for h, a in zip(hashes, HASH_MULTIPLIERS)]
+            found = self._lookup(*hashes) * inside.unsqueeze(-1).to(torch.float32)  # words starting at each token
+            begin = found if begin is None else begin + found
+            e = _shift_right(found, n - 1, length)
+            end = e if end is None else end + e
+            for k in range(1, n - 1):
+                m = _shift_right(found, k, length)
+                middle = m if middle is None else middle + m
+        if middle is None:
+            middle = torch.zeros_like(begin)
+        return torch.log1p(torch.cat([begin, middle, end], dim=-1))
+
+
+def _shift_right(x: torch.Tensor, k: int, length) -> torch.Tensor:
+    """``x`` moved ``k`` tokens later along dimension 1, zeros coming in, still ``length`` long."""
+    return nn.functional.pad(x, (0, 0, k, 0))[:, :length]
+
+
 class LacBiGruCrf(nn.Module):
     def __init__(self, config: dict):
         super().__init__()
@@ -177,6 +259,16 @@ class LacBiGruCrf(nn.Module):
             self.lac_proj = nn.Linear(2 * H + int(cfg["lac_tags"]), 2 * H)
             nn.init.zeros_(self.lac_proj.weight)
             nn.init.zeros_(self.lac_proj.bias)
+        self.lexicon_buckets = int(cfg["lexicon_buckets"])
+        if self.lexicon_buckets:
+            # Word knowledge from an outside lexicon (training.lexicon): which dictionary words, of which type, cover
+            # each token. It enters twice, into LAC's input and beside the GRUs' output, through projections that start
+            # at zero so that training starts from the plain model.
+            self.lexicon = LexiconMatcher(self.lexicon_buckets, int(cfg["lexicon_max_len"]))
+            self.lexicon_in = nn.Linear(self.lexicon.num_features, int(cfg["embedding_dim"]), bias=False)
+            self.lexicon_out = nn.Linear(self.lexicon.num_features, 2 * H, bias=False)
+            nn.init.zeros_(self.lexicon_in.weight)
+            nn.init.zeros_(self.lexicon_out.weight)
         self.drop = nn.Dropout(float(cfg["dropout"]))
         self.head = nn.Linear(2 * H, self.num_labels)
         self.crf = CRF(self.num_labels)
@@ -198,9 +290,14 @@ class LacBiGruCrf(nn.Module):
             left = self.bigram(torch.remainder(prev * v + ids, self.bigram_buckets))
             right = self.bigram(torch.remainder(ids * v + nxt, self.bigram_buckets))
             x = x + self.bigram_proj(torch.cat([left, right], dim=-1))
+        if self.lexicon_buckets:
+            words = self.lexicon(input_ids, attention_mask)
+            x = x + self.lexicon_in(words)
         x = self.drop(x)
         for layer in self.grus:
             x = self.drop(layer(x, rev_index))
+        if self.lexicon_buckets:
+            x = x + self.drop(self.lexicon_out(words))
         if self.lac_features:
             y = self.lac_embed(input_ids)
             for layer in self.lac_grus:

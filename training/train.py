@@ -52,6 +52,10 @@ FLAGS = [
      "entity of its type (0: off; training/augment.py)"),
     ("lac-features", int, 0, "1: a frozen copy of LAC (with its own tag layer) adds its features before attention "
      "(needs --init lac)"),
+    ("lexicon", str, "none", "jieba: an outside word lexicon (jieba's dictionary with its person/place/organisation "
+     "tags) marks the dictionary words covering each token (training/lexicon.py); none: off"),
+    ("lexicon-buckets", int, 1 << 20, "hash-table size of the lexicon (each bucket: a 4-byte fingerprint, a 1-byte code)"),
+    ("lexicon-max-len", int, 8, "longest lexicon word, in tokens"),
     ("bigram-buckets", int, 0, "hashed character-bigram embedding rows (0: no bigram features)"),
     ("bigram-dim", int, 64, "bigram embedding size"),
     ("hidden-size", int, 128, "GRU hidden size per direction (128 with --init lac)"),
@@ -96,7 +100,7 @@ def _load_grus(grus, layers: list[dict]) -> None:
             getattr(gru, d).load_state_dict({k: torch.from_numpy(v) for k, v in layer[d].items()})
 
 
-def build_model(args, labels, vocab_lines) -> LacBiGruCrf:
+def build_model(args, labels, vocab_lines, tokenizer=None) -> LacBiGruCrf:
     cfg = {
         **label_config(labels),
         "vocab_size": len(vocab_lines),
@@ -108,6 +112,8 @@ def build_model(args, labels, vocab_lines) -> LacBiGruCrf:
         "bigram_buckets": args.bigram_buckets,
         "bigram_dim": args.bigram_dim,
         "lac_features": args.lac_features,
+        "lexicon_buckets": args.lexicon_buckets if args.lexicon != "none" else 0,
+        "lexicon_max_len": args.lexicon_max_len,
     }
     if args.lac_features and args.init != "lac":
         raise SystemExit("--lac-features 1 needs --init lac")
@@ -137,8 +143,23 @@ def build_model(args, labels, vocab_lines) -> LacBiGruCrf:
             crf = L.crf_init(labels, lac)
             for k, v in crf.items():
                 getattr(model.crf, k).copy_(torch.from_numpy(v))
+    if args.lexicon != "none":
+        _fill_lexicon(model, args, tokenizer)
     model.config["init"] = args.init
     return model
+
+
+def _fill_lexicon(model, args, tokenizer) -> None:
+    from .lexicon import jieba_tables
+
+    if args.lexicon != "jieba":
+        raise SystemExit(f"unknown --lexicon {args.lexicon!r} (jieba or none)")
+    tables = jieba_tables(tokenizer, args.lexicon_buckets, args.lexicon_max_len)
+    with torch.no_grad():
+        model.lexicon.fingerprints.copy_(torch.from_numpy(tables.fingerprints))
+        model.lexicon.codes.copy_(torch.from_numpy(tables.codes))
+    model.config["lexicon"] = {"source": "jieba==0.42.1 dict.txt", "words": tables.words, "dropped": tables.dropped}
+    print(f"lexicon: {tables.words} words in {args.lexicon_buckets} buckets ({tables.dropped} dropped)", flush=True)
 
 
 def param_groups(model, args):
@@ -203,7 +224,7 @@ def main(argv=None) -> int:
     print(f"train: {len(train_s)} sentences → {len(chunks)} chunks, {n_tokens} tokens; dev: {len(dev_s)} sentences "
           f"({time.time() - t_start:.0f}s)", flush=True)
 
-    model = build_model(args, labels, vocab_lines)
+    model = build_model(args, labels, vocab_lines, tok)
     model.config["training"] = {k.replace("-", "_"): getattr(args, k.replace("-", "_")) for k, *_ in FLAGS
                                 if k not in ("output", "data-dir", "no-progress")}
     model.train()
