@@ -196,9 +196,11 @@ class LexiconMatcher(nn.Module):
         ids = input_ids * mask
         length = ids.shape[1]
         extra = self.max_len - 1
-        # padded on the right so that every shift below keeps `length` columns, however short the input
-        ids_ahead = nn.functional.pad(ids, (0, extra))
-        mask_ahead = nn.functional.pad(mask, (0, extra))
+        # padded on the right so that every shift below keeps `length` columns, however short the input (a
+        # concatenation rather than F.pad, whose export adds integer Transposes that the INT8 quantizer complains about)
+        tail = ids.new_zeros((ids.shape[0], extra))
+        ids_ahead = torch.cat([ids, tail], dim=1)
+        mask_ahead = torch.cat([mask, tail], dim=1)
         hashes = [ids for _ in HASH_MULTIPLIERS]
         inside = mask
         begin = middle = end = None
@@ -220,7 +222,7 @@ class LexiconMatcher(nn.Module):
 
 def _shift_right(x: torch.Tensor, k: int, length) -> torch.Tensor:
     """``x`` moved ``k`` tokens later along dimension 1, zeros coming in, still ``length`` long."""
-    return nn.functional.pad(x, (0, 0, k, 0))[:, :length]
+    return torch.cat([x.new_zeros((x.shape[0], k, x.shape[2])), x], dim=1)[:, :length]
 
 
 class LacBiGruCrf(nn.Module):

@@ -52,7 +52,7 @@ FLAGS = [
      "entity of its type (0: off; training/augment.py)"),
     ("lac-features", int, 0, "1: a frozen copy of LAC (with its own tag layer) adds its features before attention "
      "(needs --init lac)"),
-    ("lexicon", str, "none", "jieba: an outside word lexicon (jieba's dictionary with its person/place/organisation "
+    ("lexicon", str, "jieba", "jieba: an outside word lexicon (jieba's dictionary with its person/place/organisation "
      "tags) marks the dictionary words covering each token (training/lexicon.py); none: off"),
     ("lexicon-buckets", int, 1 << 20, "hash-table size of the lexicon (each bucket: a 4-byte fingerprint, a 1-byte code)"),
     ("lexicon-max-len", int, 8, "longest lexicon word, in tokens"),
