@@ -4,6 +4,7 @@ inside the graph by ``training.model.LexiconMatcher``, the same in torch and in 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ DICTIONARY = "\n".join([
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return D.load_tokenizer("models/default")
+    return D.load_tokenizer(Path(__file__).resolve().parent.parent / "models" / "default")
 
 
 def _matcher(entries, buckets=1 << 10, max_len=8) -> tuple[LexiconMatcher, object]:
