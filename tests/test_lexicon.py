@@ -24,11 +24,10 @@ def tokenizer():
     return D.load_tokenizer(Path(__file__).resolve().parent.parent / "models" / "default")
 
 
-def _matcher(entries, buckets=1 << 10, max_len=8) -> tuple[LexiconMatcher, object]:
+def _matcher(entries, buckets=1 << 10, max_len=8):
     tables = build_tables(entries, buckets)
     matcher = LexiconMatcher(buckets, max_len)
-    matcher.fingerprints.copy_(torch.from_numpy(tables.fingerprints))
-    matcher.codes.copy_(torch.from_numpy(tables.codes))
+    tables.load_into(matcher)
     return matcher, tables
 
 

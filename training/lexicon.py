@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .model import LEXICON_TYPES, ngram_hashes
 
 POS_TO_TYPE = {"nr": "PER", "nrt": "PER", "nrfg": "PER", "ns": "LOC", "nt": "ORG"}
-UNK_ID = 100
 
 
 def jieba_dictionary() -> Path:
@@ -49,7 +49,7 @@ def word_ids(tokenizer, words: list[str], max_len: int) -> list[list[int] | None
     enc = tokenizer(words, add_special_tokens=False)["input_ids"]
     out = []
     for word, ids in zip(words, enc):
-        ok = len(ids) == len(word) and 2 <= len(ids) <= max_len and UNK_ID not in ids
+        ok = len(ids) == len(word) and 2 <= len(ids) <= max_len and tokenizer.unk_token_id not in ids
         out.append(ids if ok else None)
     return out
 
@@ -60,6 +60,12 @@ class LexiconTables:
     codes: np.ndarray  # uint8 [buckets]
     words: int  # placed
     dropped: int  # no free bucket after the cuckoo walk
+
+    def load_into(self, matcher) -> None:
+        """Copy the tables into a ``LexiconMatcher``'s buffers (same number of buckets)."""
+        with torch.no_grad():
+            matcher.fingerprints.copy_(torch.from_numpy(self.fingerprints))
+            matcher.codes.copy_(torch.from_numpy(self.codes))
 
 
 def build_tables(entries: list[tuple[list[int], int]], buckets: int, max_kicks: int = 500) -> LexiconTables:

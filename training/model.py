@@ -185,10 +185,9 @@ class LexiconMatcher(nn.Module):
 
     def _lookup(self, h1, h2, h3):
         b1, b2 = torch.remainder(h1, self.buckets), torch.remainder(h2, self.buckets)
-        hit1 = self.fingerprints[b1].to(torch.int64) == h3
-        hit2 = (self.fingerprints[b2].to(torch.int64) == h3) & (b2 != b1)
-        code = self.codes[b1].to(torch.int64) * hit1.to(torch.int64) + self.codes[b2].to(torch.int64) * hit2.to(
-            torch.int64)
+        hit1 = (self.fingerprints[b1].to(torch.int64) == h3).to(torch.int64)
+        hit2 = ((self.fingerprints[b2].to(torch.int64) == h3) & (b2 != b1)).to(torch.int64)
+        code = self.codes[b1].to(torch.int64) * hit1 + self.codes[b2].to(torch.int64) * hit2
         return self.code_bits[code.clamp(max=self.code_bits.shape[0] - 1)]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -203,20 +202,16 @@ class LexiconMatcher(nn.Module):
         mask_ahead = torch.cat([mask, tail], dim=1)
         hashes = [ids for _ in HASH_MULTIPLIERS]
         inside = mask
-        begin = middle = end = None
+        begin = middle = end = torch.zeros((ids.shape[0], length, len(LEXICON_TYPES)))
         for n in range(2, self.max_len + 1):
             nxt = ids_ahead[:, n - 1: n - 1 + length]
             inside = inside * mask_ahead[:, n - 1: n - 1 + length]
             hashes = [torch.remainder(h * a + nxt, HASH_PRIME) for h, a in zip(hashes, HASH_MULTIPLIERS)]
             found = self._lookup(*hashes) * inside.unsqueeze(-1).to(torch.float32)  # words starting at each token
-            begin = found if begin is None else begin + found
-            e = _shift_right(found, n - 1, length)
-            end = e if end is None else end + e
+            begin = begin + found
+            end = end + _shift_right(found, n - 1, length)
             for k in range(1, n - 1):
-                m = _shift_right(found, k, length)
-                middle = m if middle is None else middle + m
-        if middle is None:
-            middle = torch.zeros_like(begin)
+                middle = middle + _shift_right(found, k, length)
         return torch.log1p(torch.cat([begin, middle, end], dim=-1))
 
 

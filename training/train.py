@@ -155,9 +155,7 @@ def _fill_lexicon(model, args, tokenizer) -> None:
     if args.lexicon != "jieba":
         raise SystemExit(f"unknown --lexicon {args.lexicon!r} (jieba or none)")
     tables = jieba_tables(tokenizer, args.lexicon_buckets, args.lexicon_max_len)
-    with torch.no_grad():
-        model.lexicon.fingerprints.copy_(torch.from_numpy(tables.fingerprints))
-        model.lexicon.codes.copy_(torch.from_numpy(tables.codes))
+    tables.load_into(model.lexicon)
     model.config["lexicon"] = {"source": "jieba==0.42.1 dict.txt", "words": tables.words, "dropped": tables.dropped}
     print(f"lexicon: {tables.words} words in {args.lexicon_buckets} buckets ({tables.dropped} dropped)", flush=True)
 
