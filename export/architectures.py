@@ -7,4 +7,5 @@ Each class has ``from_pretrained(directory)`` and ``forward(input_ids, attention
 
 PROJECT_ARCHITECTURES = {
     "lac_bigru_crf": "training.model:LacBiGruCrf",
+    "lac_bigru_crf_ensemble": "training.ensemble:LacBiGruCrfEnsemble",
 }

@@ -77,7 +77,7 @@ def evaluate(model, encoded, labels, **kw) -> dict:
 
 
 def main(argv=None):
-    from .model import LacBiGruCrf
+    from .ensemble import load_tagger
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default=os.environ.get("NER_MODEL_DIR", "models/default"))
@@ -89,7 +89,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     data_dir = Path(args.data_dir) if args.data_dir else D.default_data_dir()
-    model = LacBiGruCrf.from_pretrained(args.model)
+    model = load_tagger(args.model)
     labels = [model.config["id2label"][str(i)] for i in range(model.num_labels)]
     tok = D.load_tokenizer(args.model)
     if args.split == "test":

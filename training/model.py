@@ -220,7 +220,72 @@ def _shift_right(x: torch.Tensor, k: int, length) -> torch.Tensor:
     return torch.cat([x.new_zeros((x.shape[0], k, x.shape[2])), x], dim=1)[:, :length]
 
 
-class LacBiGruCrf(nn.Module):
+class CrfTagger(nn.Module):
+    """An emission network (``forward(input_ids, attention_mask) -> [B, L, C]``) with a CRF over first sub-tokens,
+    saved as ``config.json`` + ``model.safetensors`` (no CRF keys) + ``crf.safetensors`` (what the exporter reads)."""
+
+    MODEL_TYPE = ""
+    config: dict
+    crf: CRF
+
+    def word_emissions(self, input_ids, attention_mask, word_pos) -> torch.Tensor:
+        em = self.forward(input_ids, attention_mask)
+        return em.gather(1, word_pos.unsqueeze(-1).expand(-1, -1, em.shape[-1]))
+
+    def loss(self, input_ids, attention_mask, word_pos, word_mask, labels) -> torch.Tensor:
+        """Mean CRF negative log-likelihood per scored word."""
+        em = self.word_emissions(input_ids, attention_mask, word_pos)
+        nll = self.crf.nll(em, labels, word_mask)
+        return nll.sum() / word_mask.sum().clamp(min=1)
+
+    @torch.no_grad()
+    def decode(self, input_ids, attention_mask, word_pos, word_mask) -> list[list[int]]:
+        em = self.word_emissions(input_ids, attention_mask, word_pos)
+        return self.crf.decode(em, word_mask)
+
+    # ------------------------------------------------------------------ persistence
+    def encoder_state_dict(self) -> dict:
+        return {k: v.detach().contiguous() for k, v in self.state_dict().items() if not k.startswith("crf.")}
+
+    def save_pretrained(self, directory) -> None:
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        cfg = dict(self.config)
+        cfg["model_type"] = self.MODEL_TYPE
+        cfg["architectures"] = [type(self).__name__]
+        (directory / "config.json").write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
+        save_file(self.encoder_state_dict(), str(directory / "model.safetensors"), metadata={"format": "pt"})
+        crf = {
+            "transitions": self.crf.transitions.detach().float().contiguous(),
+            "start_transitions": self.crf.start_transitions.detach().float().contiguous(),
+            "end_transitions": self.crf.end_transitions.detach().float().contiguous(),
+        }
+        save_file(crf, str(directory / "crf.safetensors"), metadata={"format": "pt"})
+
+    @classmethod
+    def from_pretrained(cls, directory):
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        cfg = json.loads((directory / "config.json").read_text())
+        model = cls(cfg)
+        state = load_file(str(directory / "model.safetensors"))
+        crf_path = directory / "crf.safetensors"
+        if crf_path.exists():
+            state.update({f"crf.{k}": v for k, v in load_file(str(crf_path)).items()})
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not (k.startswith("crf.") and not crf_path.exists())]
+        if missing or unexpected:
+            raise RuntimeError(f"checkpoint mismatch: missing {missing}, unexpected {unexpected}")
+        model.eval()
+        return model
+
+
+class LacBiGruCrf(CrfTagger):
+    MODEL_TYPE = MODEL_TYPE
+
     def __init__(self, config: dict):
         super().__init__()
         cfg = dict(DEFAULT_CONFIG)
@@ -271,7 +336,9 @@ class LacBiGruCrf(nn.Module):
         self.crf = CRF(self.num_labels)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                lexicon_features: torch.Tensor | None = None) -> torch.Tensor:
+        """Emissions [B, L, C]; ``lexicon_features`` (from a ``LexiconMatcher``) when an ensemble shares one."""
         mask = attention_mask.to(torch.int64)
         lengths = mask.sum(dim=1, keepdim=True)  # [B, 1]
         pos = torch.ones_like(input_ids).cumsum(dim=1) - 1  # [B, L]
@@ -288,7 +355,7 @@ class LacBiGruCrf(nn.Module):
             right = self.bigram(torch.remainder(ids * v + nxt, self.bigram_buckets))
             x = x + self.bigram_proj(torch.cat([left, right], dim=-1))
         if self.lexicon_buckets:
-            words = self.lexicon(input_ids, attention_mask)
+            words = lexicon_features if lexicon_features is not None else self.lexicon(input_ids, attention_mask)
             x = x + self.lexicon_in(words)
         x = self.drop(x)
         for layer in self.grus:
@@ -305,60 +372,6 @@ class LacBiGruCrf(nn.Module):
             for layer in self.attn:
                 x = layer(x, key_bias)
         return self.head(x)
-
-    def word_emissions(self, input_ids, attention_mask, word_pos) -> torch.Tensor:
-        em = self.forward(input_ids, attention_mask)
-        return em.gather(1, word_pos.unsqueeze(-1).expand(-1, -1, em.shape[-1]))
-
-    def loss(self, input_ids, attention_mask, word_pos, word_mask, labels) -> torch.Tensor:
-        """Mean CRF negative log-likelihood per scored word."""
-        em = self.word_emissions(input_ids, attention_mask, word_pos)
-        nll = self.crf.nll(em, labels, word_mask)
-        return nll.sum() / word_mask.sum().clamp(min=1)
-
-    @torch.no_grad()
-    def decode(self, input_ids, attention_mask, word_pos, word_mask) -> list[list[int]]:
-        em = self.word_emissions(input_ids, attention_mask, word_pos)
-        return self.crf.decode(em, word_mask)
-
-    # ------------------------------------------------------------------ persistence
-    def encoder_state_dict(self) -> dict:
-        return {k: v.detach().contiguous() for k, v in self.state_dict().items() if not k.startswith("crf.")}
-
-    def save_pretrained(self, directory) -> None:
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        cfg = dict(self.config)
-        cfg["model_type"] = MODEL_TYPE
-        cfg["architectures"] = ["LacBiGruCrf"]
-        (directory / "config.json").write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
-        save_file(self.encoder_state_dict(), str(directory / "model.safetensors"), metadata={"format": "pt"})
-        crf = {
-            "transitions": self.crf.transitions.detach().float().contiguous(),
-            "start_transitions": self.crf.start_transitions.detach().float().contiguous(),
-            "end_transitions": self.crf.end_transitions.detach().float().contiguous(),
-        }
-        save_file(crf, str(directory / "crf.safetensors"), metadata={"format": "pt"})
-
-    @classmethod
-    def from_pretrained(cls, directory, **kwargs) -> "LacBiGruCrf":
-        from safetensors.torch import load_file
-
-        directory = Path(directory)
-        cfg = json.loads((directory / "config.json").read_text())
-        model = cls(cfg)
-        state = load_file(str(directory / "model.safetensors"))
-        crf_path = directory / "crf.safetensors"
-        if crf_path.exists():
-            state.update({f"crf.{k}": v for k, v in load_file(str(crf_path)).items()})
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not (k.startswith("crf.") and not crf_path.exists())]
-        if missing or unexpected:
-            raise RuntimeError(f"checkpoint mismatch: missing {missing}, unexpected {unexpected}")
-        model.eval()
-        return model
 
 
 def label_config(labels: list[str]) -> dict:

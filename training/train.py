@@ -22,7 +22,11 @@ import torch
 from . import data as D
 from .augment import mention_pool, replace_mentions
 from .evaluate import evaluate
+from .ensemble import PROGRESS_PREFIX
 from .model import LacBiGruCrf, label_config
+
+COMBINE_MINUTES = 2.0  # kept, in an ensemble run, for loading the members, scoring the ensemble on dev and saving it
+MEMBER_FLAGS_SET_BY_ENSEMBLE = ("output", "seed", "threads", "members", "members-dir", "max-minutes", "no-progress")
 
 FLAGS = [
     # name, type, default, help
@@ -31,7 +35,7 @@ FLAGS = [
     ("init", str, "lac", "encoder initialisation: lac (pretrained Baidu LAC) or random"),
     ("epochs", float, 12.0, "passes over the training chunks (fractions allowed)"),
     ("max-steps", int, 0, "stop after this many steps (0: no limit beyond --epochs)"),
-    ("max-minutes", float, 45.0, "wall-time limit of the whole command, data loading and final save included"),
+    ("max-minutes", float, 57.0, "wall-time limit of the whole command, data loading and final save included"),
     ("time-schedule", int, 1, "1: the learning rate decays by the larger of step and wall-time progress, so a slow "
      "(shared) CPU still ends with a fully decayed schedule within --max-minutes; 0: by steps only (hard stop)"),
     ("batch-tokens", int, 4096, "padded tokens per batch at most"),
@@ -64,7 +68,11 @@ FLAGS = [
     ("train-limit", int, 0, "use only the first N training sentences (0: all; for smoke tests)"),
     ("dev-limit", int, 0, "use only the first N dev sentences (0: all)"),
     ("eval-every", int, 700, "steps between dev evaluations"),
-    ("seed", int, 13, "random seed"),
+    ("seed", int, 13, "random seed (ensemble members: seed, seed + 1, ...)"),
+    ("members", int, 2, "models trained at once from consecutive seeds and served as one (training/ensemble.py); "
+     "1: a single model"),
+    ("members-dir", str, "build/training-members", "where ensemble members are trained, each in seed-<n>/ (kept for "
+     "inspection, not needed to serve)"),
     ("threads", int, 2, "torch intra-op threads"),
     ("no-progress", int, 0, "1: no tqdm bar"),
 ]
@@ -190,15 +198,11 @@ def lr_factor(step: int, progress: float, warmup: int, warmup_frac: float, min_r
     return max(min_ratio, 1.0 - (1.0 - min_ratio) * frac)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    t_start = time.time()
-    torch.set_num_threads(args.threads)
-    seed_everything(args.seed)
+def prepare_data(args, out: Path):
+    """Writes the tokenizer files into ``out`` and reads the train/dev split: (tokenizer, vocab lines, labels, train
+    sentences, dev sentences)."""
     data_dir = Path(args.data_dir) if args.data_dir else D.default_data_dir()
-    out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-
     # tokenizer: written into the checkpoint directory, then loaded from there (never from a vocab_file argument)
     vfile = D.vocab_path(data_dir)
     D.write_tokenizer_files(out, vfile)
@@ -206,15 +210,77 @@ def main(argv=None) -> int:
     vocab_lines = (out / "vocab.txt").read_text(encoding="utf-8").split("\n")
     if vocab_lines[-1] == "":
         vocab_lines = vocab_lines[:-1]
-
-    labels = list(D.LABELS)
-    label2id = {l: i for i, l in enumerate(labels)}
     sents = D.read_bio(data_dir / "msra" / "train.bio")
     train_s, dev_s = D.split_train_dev(sents, args.dev_size)
     if args.train_limit:
         train_s = train_s[: args.train_limit]
     if args.dev_limit:
         dev_s = dev_s[: args.dev_limit]
+    return tok, vocab_lines, list(D.LABELS), train_s, dev_s
+
+
+def training_config(args) -> dict:
+    return {k.replace("-", "_"): getattr(args, k.replace("-", "_")) for k, *_ in FLAGS
+            if k not in ("output", "data-dir", "no-progress", "members-dir")}
+
+
+def train_ensemble(args, t_start: float) -> int:
+    """Trains ``--members`` models at once (one process each, the threads shared out), then saves their ensemble."""
+    from . import ensemble as E
+
+    seeds = E.member_seeds(args.seed, args.members)
+    member_dirs = [Path(args.members_dir) / f"seed-{s}" for s in seeds]
+    threads = max(1, args.threads // args.members)
+    minutes = E.remaining_minutes(t_start, args.max_minutes, COMBINE_MINUTES)
+
+    def argv_for_member(seed: int, directory: Path) -> list[str]:
+        argv = []
+        for name, *_ in FLAGS:
+            value = getattr(args, name.replace("-", "_"))
+            if name not in MEMBER_FLAGS_SET_BY_ENSEMBLE and value is not None:
+                argv += ["--" + name, str(value)]
+        return argv + ["--output", str(directory), "--seed", str(seed), "--threads", str(threads), "--members", "1",
+                       "--max-minutes", f"{minutes:.2f}", "--no-progress", "1"]
+
+    print(f"ensemble of {args.members} members (seeds {', '.join(map(str, seeds))}), trained at once with {threads} "
+          f"thread(s) each and {minutes:.1f} minutes at most, in {args.members_dir}", flush=True)
+    E.train_members(argv_for_member, seeds, member_dirs, show_progress=not args.no_progress)
+
+    out = Path(args.output)
+    tok, _, labels, _, dev_s = prepare_data(args, out)
+    members = [LacBiGruCrf.from_pretrained(d) for d in member_dirs]
+    ensemble = E.LacBiGruCrfEnsemble.from_members(members)
+    dev_enc = D.encode_sentences(tok, dev_s, {l: i for i, l in enumerate(labels)})
+    scores = evaluate(ensemble, dev_enc, labels)
+    ensemble.config["training"] = training_config(args)
+    ensemble.config["dev_scores"] = scores
+    ensemble.save_pretrained(out)
+    member_logs = [json.loads((d / "training_log.json").read_text()) for d in member_dirs]
+    log = {
+        "args": vars(args),
+        "members": [{"seed": s, "best": lg["best"], "evals": lg["evals"], "steps": lg["steps"],
+                     "stopped_by": lg["stopped_by"], "train_minutes": lg["train_minutes"]}
+                    for s, lg in zip(seeds, member_logs)],
+        "ensemble_dev_scores": scores,
+        "train_minutes": round((time.time() - t_start) / 60, 2),
+    }
+    (out / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
+    member_f1 = ", ".join(f"{lg['best']['f1']:.2f}" for lg in member_logs)
+    print(f"done in {log['train_minutes']} min: members' dev F1 {member_f1}; ensemble dev F1 "
+          f"{scores['overall']['f1']:.2f}; saved to {out}", flush=True)
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    t_start = time.time()
+    if args.members > 1:
+        return train_ensemble(args, t_start)
+    torch.set_num_threads(args.threads)
+    seed_everything(args.seed)
+    out = Path(args.output)
+    tok, vocab_lines, labels, train_s, dev_s = prepare_data(args, out)
+    label2id = {l: i for i, l in enumerate(labels)}
     train_enc = D.encode_sentences(tok, train_s, label2id)
     dev_enc = D.encode_sentences(tok, dev_s, label2id)
     chunks = D.make_chunks(train_enc, args.max_chunk_tokens)
@@ -223,8 +289,7 @@ def main(argv=None) -> int:
           f"({time.time() - t_start:.0f}s)", flush=True)
 
     model = build_model(args, labels, vocab_lines, tok)
-    model.config["training"] = {k.replace("-", "_"): getattr(args, k.replace("-", "_")) for k, *_ in FLAGS
-                                if k not in ("output", "data-dir", "no-progress")}
+    model.config["training"] = training_config(args)
     model.train()
     opt = torch.optim.AdamW(param_groups(model, args), betas=(0.9, 0.999), eps=1e-8)
     base_lrs = [g["lr"] for g in opt.param_groups]
@@ -247,6 +312,7 @@ def main(argv=None) -> int:
     step, loss_sum, loss_n = 0, 0.0, 0
     first_losses, last_losses, stopped = [], [], "steps"
     bar = None
+    progress_lines = os.environ.get("NER_TRAIN_PROGRESS_LINES") == "1"  # set for ensemble members
     if not args.no_progress:
         from tqdm import tqdm
 
@@ -328,6 +394,8 @@ def main(argv=None) -> int:
                 first_losses.append(lv)
             last_losses.append(lv)
             del last_losses[:-20]
+            if progress_lines and (step % 20 == 0 or step == total):
+                print(f"{PROGRESS_PREFIX}{step} {total}", flush=True)
             if bar:
                 bar.update(1)
                 bar.set_postfix(loss=f"{lv:.3f}", lr=f"{f:.2f}", best=f"{best['f1']:.2f}", refresh=False)
