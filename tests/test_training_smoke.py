@@ -45,20 +45,46 @@ def small_data_dir(tmp_path_factory, data_dir) -> Path:
     return small
 
 
+def _small_run(out: Path, data_dir: Path, *extra: str) -> list[str]:
+    return [
+        "--output", str(out), "--data-dir", str(data_dir), "--init", "random",
+        "--hidden-size", "32", "--embedding-dim", "32", "--num-attention-layers", "1",
+        "--dev-size", "60", "--max-steps", "60", "--epochs", "100", "--batch-size", "16", "--batch-tokens", "2048",
+        "--max-chunk-tokens", "64", "--lr", "1e-2", "--head-lr", "1e-2", "--crf-lr", "5e-2",
+        "--eval-every", "30", "--dropout", "0.0", "--no-progress", "1", "--max-minutes", "5", *extra,
+    ]
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, small_data_dir) -> Path:
     from training.train import main
 
     out = tmp_path_factory.mktemp("ckpt")
-    argv = [
-        "--output", str(out), "--data-dir", str(small_data_dir), "--init", "random",
-        "--hidden-size", "32", "--embedding-dim", "32", "--num-attention-layers", "1",
-        "--dev-size", "60", "--max-steps", "60", "--epochs", "100", "--batch-size", "16", "--batch-tokens", "2048",
-        "--max-chunk-tokens", "64", "--lr", "1e-2", "--head-lr", "1e-2", "--crf-lr", "5e-2",
-        "--eval-every", "30", "--dropout", "0.0", "--no-progress", "1", "--max-minutes", "5",
-    ]
-    assert main(argv) == 0
+    assert main(_small_run(out, small_data_dir, "--members", "1")) == 0
     return out
+
+
+def test_two_members_train_at_once_into_one_ensemble(tmp_path, small_data_dir, capsys):
+    """``--members 2`` (the default) trains seeds 13 and 14 in two processes and saves their ensemble, which the
+    exporter loads like any checkpoint."""
+    from export.checkpoint import load_checkpoint
+    from training.ensemble import LacBiGruCrfEnsemble
+    from training.train import main
+
+    out, members = tmp_path / "ensemble", tmp_path / "members"
+    assert main(_small_run(out, small_data_dir, "--members-dir", str(members), "--lexicon", "none")) == 0
+    printed = capsys.readouterr().out
+    assert "[seed 13] step 30" in printed and "[seed 14] done: 60 steps" in printed
+    for seed in (13, 14):
+        member_log = json.loads((members / f"seed-{seed}" / "training_log.json").read_text())
+        assert member_log["steps"] == 60 and member_log["args"]["threads"] == 1 and member_log["args"]["seed"] == seed
+    log = json.loads((out / "training_log.json").read_text())
+    assert [m["seed"] for m in log["members"]] == [13, 14] and "overall" in log["ensemble_dev_scores"]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model_type"] == "lac_bigru_crf_ensemble" and len(cfg["members"]) == 2
+    assert cfg["training"]["members"] == 2 and cfg["dev_scores"] == log["ensemble_dev_scores"]
+    loaded = load_checkpoint(out)
+    assert isinstance(loaded.model, LacBiGruCrfEnsemble) and loaded.crf is not None
 
 
 def _batch(tok, texts):
