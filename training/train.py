@@ -68,6 +68,10 @@ FLAGS = [
     ("train-limit", int, 0, "use only the first N training sentences (0: all; for smoke tests)"),
     ("dev-limit", int, 0, "use only the first N dev sentences (0: all)"),
     ("eval-every", int, 700, "steps between dev evaluations"),
+    ("average-from", float, 0.75, "from this fraction of the steps on, the weights are also averaged every "
+     "--average-every steps (torch's AveragedModel); at the end the average is scored on dev and kept when it beats "
+     "the best single checkpoint (1: off)"),
+    ("average-every", int, 50, "steps between the snapshots that join the weight average"),
     ("seed", int, 13, "random seed (ensemble members: seed, seed + 1, ...)"),
     ("members", int, 2, "models trained at once from consecutive seeds and served as one (training/ensemble.py); "
      "1: a single model"),
@@ -318,16 +322,20 @@ def main(argv=None) -> int:
 
         bar = tqdm(total=total, desc="train", unit="step", dynamic_ncols=True, mininterval=2.0)
 
-    def do_eval():
+    average = None
+    average_start = int(args.average_from * total) if args.average_from < 1 else None
+
+    def do_eval(candidate=None, name="step"):
         nonlocal loss_sum, loss_n
+        candidate = candidate or model
         t0 = time.time()
-        scores = evaluate(model, dev_enc, labels) if dev_enc else {"overall": {"precision": 0, "recall": 0, "f1": 0}}
+        scores = evaluate(candidate, dev_enc, labels) if dev_enc else {"overall": {"precision": 0, "recall": 0, "f1": 0}}
         o = scores["overall"]
         entry = {
-            "step": step,
+            "step": step if name == "step" else name,
             "epoch": round(step / batches_per_epoch, 3),
             "minutes": round((time.time() - t_start) / 60, 2),
-            "loss": round(loss_sum / max(1, loss_n), 5),
+            "loss": round(loss_sum / max(1, loss_n), 5) if name == "step" else None,
             "dev_precision": round(o["precision"], 3),
             "dev_recall": round(o["recall"], 3),
             "dev_f1": round(o["f1"], 3),
@@ -337,12 +345,12 @@ def main(argv=None) -> int:
         }
         log["evals"].append(entry)
         loss_sum, loss_n = 0.0, 0
-        msg = (f"step {step} ({entry['minutes']} min) loss {entry['loss']:.4f} dev P/R/F1 "
-               f"{o['precision']:.2f}/{o['recall']:.2f}/{o['f1']:.2f}")
+        msg = (f"step {step} ({entry['minutes']} min) loss {entry['loss']:.4f}" if name == "step" else
+               f"{name} ({entry['minutes']} min)") + f" dev P/R/F1 {o['precision']:.2f}/{o['recall']:.2f}/{o['f1']:.2f}"
         if o["f1"] > best["f1"]:
-            best.update(f1=o["f1"], step=step, scores=scores)
-            model.config["dev_scores"] = {"step": step, **scores}
-            model.save_pretrained(out)
+            best.update(f1=o["f1"], step=entry["step"], scores=scores)
+            candidate.config["dev_scores"] = {"step": entry["step"], **scores}
+            candidate.save_pretrained(out)
             msg += " (best, saved)"
         (out / "training_log.json").write_text(json.dumps({**log, "best": best}, indent=2) + "\n")
         if bar:
@@ -394,6 +402,10 @@ def main(argv=None) -> int:
                 first_losses.append(lv)
             last_losses.append(lv)
             del last_losses[:-20]
+            if average_start is not None and step >= average_start and (step - average_start) % args.average_every == 0:
+                if average is None:
+                    average = torch.optim.swa_utils.AveragedModel(model, use_buffers=False)
+                average.update_parameters(model)
             if progress_lines and (step % 20 == 0 or step == total):
                 print(f"{PROGRESS_PREFIX}{step} {total}", flush=True)
             if bar:
@@ -403,6 +415,11 @@ def main(argv=None) -> int:
                 do_eval()
     if loss_n or not log["evals"] or log["evals"][-1]["step"] != step:
         do_eval()
+    if average is not None:
+        averaged = average.module
+        averaged.config = model.config
+        log["averaged_snapshots"] = int(average.n_averaged)
+        do_eval(averaged, f"average of {int(average.n_averaged)} snapshots from step {average_start}")
     if bar:
         bar.close()
     log["stopped_by"] = stopped
