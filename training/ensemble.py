@@ -9,6 +9,7 @@ lexicon is the same for every member (same dictionary, same table), so it is sto
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -74,8 +75,6 @@ class LacBiGruCrfEnsemble(CrfTagger):
 
 def load_tagger(directory) -> CrfTagger:
     """A project checkpoint, single model or ensemble, by its ``config.json`` ``model_type``."""
-    import json
-
     model_type = json.loads((Path(directory) / "config.json").read_text()).get("model_type")
     return (LacBiGruCrfEnsemble if model_type == MODEL_TYPE else LacBiGruCrf).from_pretrained(directory)
 
@@ -122,7 +121,12 @@ def train_members(argv_for_member, seeds: list[int], member_dirs: list[Path], sh
     threads = [threading.Thread(target=relay, args=(i,), daemon=True) for i in range(len(procs))]
     for t in threads:
         t.start()
-    codes = [p.wait() for p in procs]
+    try:
+        codes = [p.wait() for p in procs]
+    finally:  # an interrupted run leaves no member training on
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
     for t in threads:
         t.join()
     for bar in bars:
