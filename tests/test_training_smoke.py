@@ -60,7 +60,7 @@ def trained(tmp_path_factory, small_data_dir) -> Path:
     from training.train import main
 
     out = tmp_path_factory.mktemp("ckpt")
-    assert main(_small_run(out, small_data_dir, "--members", "1")) == 0
+    assert main(_small_run(out, small_data_dir, "--members", "1", "--average-from", "0.5", "--average-every", "10")) == 0
     return out
 
 
@@ -97,6 +97,8 @@ def test_loss_falls_and_layout(trained):
     first, last = np.mean(log["first_losses"][:5]), np.mean(log["last_losses"][-5:])
     assert last < 0.7 * first, (first, last)
     assert log["steps"] == 60 and len(log["evals"]) >= 2
+    # --average-from 0.5 --average-every 10: snapshots at steps 30, 40, 50 and 60, scored on dev after the last step
+    assert log["averaged_snapshots"] == 4 and log["evals"][-1]["step"] == "average of 4 snapshots from step 30"
     for e in log["evals"]:
         assert {"step", "minutes", "loss", "dev_precision", "dev_recall", "dev_f1"} <= set(e)
     cfg = json.loads((trained / "config.json").read_text())
