@@ -65,14 +65,14 @@ def trained(tmp_path_factory, small_data_dir) -> Path:
 
 
 def test_two_members_train_at_once_into_one_ensemble(tmp_path, small_data_dir, capsys):
-    """``--members 2`` (the default) trains seeds 13 and 14 in two processes and saves their ensemble, which the
+    """``--members 2`` trains seeds 13 and 14 in two processes and saves their ensemble, which the
     exporter loads like any checkpoint."""
     from export.checkpoint import load_checkpoint
     from training.ensemble import LacBiGruCrfEnsemble
     from training.train import main
 
     out, members = tmp_path / "ensemble", tmp_path / "members"
-    assert main(_small_run(out, small_data_dir, "--members-dir", str(members), "--lexicon", "none")) == 0
+    assert main(_small_run(out, small_data_dir, "--members", "2", "--members-dir", str(members), "--lexicon", "none")) == 0
     printed = capsys.readouterr().out
     assert "[seed 13] step 30" in printed and "[seed 14] done: 60 steps" in printed
     for seed in (13, 14):

@@ -35,7 +35,7 @@ FLAGS = [
     ("init", str, "lac", "encoder initialisation: lac (pretrained Baidu LAC) or random"),
     ("epochs", float, 12.0, "passes over the training chunks (fractions allowed)"),
     ("max-steps", int, 0, "stop after this many steps (0: no limit beyond --epochs)"),
-    ("max-minutes", float, 57.0, "wall-time limit of the whole command, data loading and final save included"),
+    ("max-minutes", float, 45.0, "wall-time limit of the whole command, data loading and final save included"),
     ("time-schedule", int, 1, "1: the learning rate decays by the larger of step and wall-time progress, so a slow "
      "(shared) CPU still ends with a fully decayed schedule within --max-minutes; 0: by steps only (hard stop)"),
     ("batch-tokens", int, 4096, "padded tokens per batch at most"),
@@ -73,8 +73,8 @@ FLAGS = [
      "the best single checkpoint (1: off; 0.75 was tried, see the model card)"),
     ("average-every", int, 50, "steps between the snapshots that join the weight average"),
     ("seed", int, 13, "random seed (ensemble members: seed, seed + 1, ...)"),
-    ("members", int, 2, "models trained at once from consecutive seeds and served as one (training/ensemble.py); "
-     "1: a single model"),
+    ("members", int, 1, "models trained at once from consecutive seeds and served as one (training/ensemble.py; "
+     "2 members need --max-minutes 57)"),
     ("members-dir", str, "build/training-members", "where ensemble members are trained, each in seed-<n>/ (kept for "
      "inspection, not needed to serve)"),
     ("threads", int, 2, "torch intra-op threads"),
