@@ -246,6 +246,11 @@ def train_ensemble(args, t_start: float) -> int:
         return argv + ["--output", str(directory), "--seed", str(seed), "--threads", str(threads), "--members", "1",
                        "--max-minutes", f"{minutes:.2f}", "--no-progress", "1"]
 
+    # measured: two members of one thread each take 45 minutes for the full 12-epoch schedule on 2 cores
+    need = 45.0 * max(1.0, args.members / max(1, args.threads)) * args.epochs / 12
+    if need > minutes and not (args.train_limit or args.max_steps):
+        print(f"warning: {args.members} members at once need about {need:.0f} minutes on {args.threads} threads; "
+              f"with {minutes:.0f} the time schedule will cut theirs short (raise --max-minutes)", flush=True)
     print(f"ensemble of {args.members} members (seeds {', '.join(map(str, seeds))}), trained at once with {threads} "
           f"thread(s) each and {minutes:.1f} minutes at most, in {args.members_dir}", flush=True)
     E.train_members(argv_for_member, seeds, member_dirs, show_progress=not args.no_progress)
