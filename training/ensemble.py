@@ -20,10 +20,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .model import CRF, CrfTagger, LacBiGruCrf, LexiconMatcher
+from .model import CRF, CRF_PARAMETERS, CrfTagger, LacBiGruCrf, LexiconMatcher
 
 MODEL_TYPE = "lac_bigru_crf_ensemble"
-CRF_PARAMETERS = ("transitions", "start_transitions", "end_transitions")
 PROGRESS_PREFIX = "@progress "  # a member's machine-readable progress line: "@progress <step> <total>"
 
 

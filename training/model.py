@@ -43,7 +43,8 @@ DEFAULT_CONFIG = {
 # in ONNX alike). Two hashes pick the two candidate buckets of a word, the third is the fingerprint kept in the table.
 HASH_PRIME = 2_147_483_647
 HASH_MULTIPLIERS = (1_000_003, 1_299_709, 15_485_863)
-LEXICON_TYPES = ("PER", "LOC", "ORG", "WORD")  # bit k of a word's code: the lexicon lists it as type k
+LEXICON_TYPES = ("PER", "LOC", "ORG", "WORD")
+CRF_PARAMETERS = ("transitions", "start_transitions", "end_transitions")  # the keys of crf.safetensors  # bit k of a word's code: the lexicon lists it as type k
 
 
 def ngram_hashes(ids: list[int]) -> tuple[int, int, int]:
@@ -257,11 +258,7 @@ class CrfTagger(nn.Module):
         cfg["architectures"] = [type(self).__name__]
         (directory / "config.json").write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
         save_file(self.encoder_state_dict(), str(directory / "model.safetensors"), metadata={"format": "pt"})
-        crf = {
-            "transitions": self.crf.transitions.detach().float().contiguous(),
-            "start_transitions": self.crf.start_transitions.detach().float().contiguous(),
-            "end_transitions": self.crf.end_transitions.detach().float().contiguous(),
-        }
+        crf = {name: getattr(self.crf, name).detach().float().contiguous() for name in CRF_PARAMETERS}
         save_file(crf, str(directory / "crf.safetensors"), metadata={"format": "pt"})
 
     @classmethod

@@ -330,17 +330,18 @@ def main(argv=None) -> int:
     average = None
     average_start = int(args.average_from * total) if args.average_from < 1 else None
 
-    def do_eval(candidate=None, name="step"):
+    def do_eval(candidate=None, label: str | None = None):
+        """Scores ``candidate`` (the model being trained, or ``label``led weights such as their average) on dev."""
         nonlocal loss_sum, loss_n
         candidate = candidate or model
         t0 = time.time()
         scores = evaluate(candidate, dev_enc, labels) if dev_enc else {"overall": {"precision": 0, "recall": 0, "f1": 0}}
         o = scores["overall"]
         entry = {
-            "step": step if name == "step" else name,
+            "step": label or step,
             "epoch": round(step / batches_per_epoch, 3),
             "minutes": round((time.time() - t_start) / 60, 2),
-            "loss": round(loss_sum / max(1, loss_n), 5) if name == "step" else None,
+            "loss": None if label else round(loss_sum / max(1, loss_n), 5),
             "dev_precision": round(o["precision"], 3),
             "dev_recall": round(o["recall"], 3),
             "dev_f1": round(o["f1"], 3),
@@ -350,8 +351,9 @@ def main(argv=None) -> int:
         }
         log["evals"].append(entry)
         loss_sum, loss_n = 0.0, 0
-        msg = (f"step {step} ({entry['minutes']} min) loss {entry['loss']:.4f}" if name == "step" else
-               f"{name} ({entry['minutes']} min)") + f" dev P/R/F1 {o['precision']:.2f}/{o['recall']:.2f}/{o['f1']:.2f}"
+        msg = (f"{label} ({entry['minutes']} min)" if label else
+               f"step {step} ({entry['minutes']} min) loss {entry['loss']:.4f}")
+        msg += f" dev P/R/F1 {o['precision']:.2f}/{o['recall']:.2f}/{o['f1']:.2f}"
         if o["f1"] > best["f1"]:
             best.update(f1=o["f1"], step=entry["step"], scores=scores)
             candidate.config["dev_scores"] = {"step": entry["step"], **scores}
