@@ -88,6 +88,45 @@ def test_cuckoo_placement_finds_every_word():
         np.testing.assert_allclose(feats[0, 1, :4].numpy(), np.log1p(bits), atol=1e-6)
 
 
+def test_features_equal_a_brute_force_count_over_every_ngram():
+    """Random words planted in random rows, under masks with holes: every feature equals the count, by direct
+    enumeration of all n-grams whose tokens are all real, of the words that begin / strictly contain / end there."""
+    rng = np.random.default_rng(1)
+    max_len = 5
+    words = {tuple(rng.integers(1, 40, size=int(rng.integers(2, max_len + 1))).tolist()): int(rng.integers(1, 16))
+             for _ in range(60)}
+    matcher, tables = _matcher(list(words.items()), buckets=512, max_len=max_len)
+    assert tables.dropped == 0
+    batch, length = 6, 23
+    ids = rng.integers(1, 40, size=(batch, length))
+    for b in range(batch):  # plant words, overlapping at random
+        for word in rng.choice(len(words), size=4):
+            w = list(words)[word]
+            at = int(rng.integers(0, length - len(w) + 1))
+            ids[b, at:at + len(w)] = w
+    mask = (rng.random((batch, length)) > 0.08).astype(np.int64)
+    mask[0] = 1
+    feats = matcher(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+    expected = np.zeros((batch, length, 3, len(LEXICON_TYPES)))
+    for b in range(batch):
+        for start in range(length):
+            for n in range(2, max_len + 1):
+                span = range(start, start + n)
+                if start + n > length or not all(mask[b, t] for t in span):
+                    continue
+                code = words.get(tuple(ids[b, start:start + n].tolist()))
+                if code is None:
+                    continue
+                bits = [(code >> k) & 1 for k in range(len(LEXICON_TYPES))]
+                expected[b, start, 0] += bits
+                expected[b, start + n - 1, 2] += bits
+                for t in span[1:-1]:
+                    expected[b, t, 1] += bits
+    assert expected.sum() > 20  # the planted words are found
+    assert expected[:, :, 1].sum() > 0  # and some contain others' tokens
+    np.testing.assert_allclose(feats, np.log1p(expected.reshape(batch, length, -1)), rtol=0, atol=1e-6)
+
+
 def test_model_with_lexicon_exports_to_onnx_fp32_and_int8(matcher, tokenizer, tmp_path):
     """The tables are initialisers of the ONNX file; dynamic quantization leaves them (integers) alone."""
     from export.onnx_export import OnnxExportConfig, export_fp32, onnx_session, run_onnx

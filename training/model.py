@@ -169,6 +169,13 @@ class LexiconMatcher(nn.Module):
     ``training.lexicon``). Every n-gram of the input is hashed in the graph and looked up in both buckets; a fingerprint
     match sets the word's type bits. Output ``[B, L, 3 * len(LEXICON_TYPES)]``: log(1 + count) of words of each type
     that Begin / are in the Middle of / End at the token.
+
+    The graph is built from whole-tensor operations so that it stays a few dozen ONNX nodes, whatever ``max_len``:
+    one gather takes the ``max_len`` tokens that start and that end at every position, one product with a constant
+    table of powers gives every n-gram's polynomial hashes (the terms stay below 2**49, so int64 holds the sum
+    before the one modulo), and one lookup finds the words both by their first and by their last token. The words a
+    token lies strictly inside are then those begun at or before it, minus those ended at or before it, minus those
+    begun at it (two cumulative sums): no shifted copies per word length.
     """
 
     def __init__(self, buckets: int, max_len: int):
@@ -179,6 +186,22 @@ class LexiconMatcher(nn.Module):
         n_types = len(LEXICON_TYPES)
         bits = [[float((code >> k) & 1) for k in range(n_types)] for code in range(2 ** n_types)]
         self.register_buffer("code_bits", torch.tensor(bits), persistent=False)
+        reach = self.max_len - 1
+        # positions, in a row padded with `reach` zeros on both sides, of token t+i (ahead) and of token t-i (behind)
+        offsets = [reach + i for i in range(self.max_len)] + [reach - i for i in range(self.max_len)]
+        self.register_buffer("window_offsets", torch.tensor(offsets), persistent=False)
+        # [side, i, n - 2, hash]: the power of the hash's multiplier that the i-th token of the window takes in the
+        # hash of the n-gram starting (side 0: token t+i is the n-gram's i-th) or ending (side 1: token t-i is its
+        # (n-1-i)-th) at t; 0 past the n-gram
+        lengths = range(2, self.max_len + 1)
+        powers = torch.zeros((2, self.max_len, len(lengths), len(HASH_MULTIPLIERS)), dtype=torch.int64)
+        for g, n in enumerate(lengths):
+            for i in range(n):
+                for k, a in enumerate(HASH_MULTIPLIERS):
+                    powers[0, i, g, k] = pow(a, n - 1 - i, HASH_PRIME)
+                    powers[1, i, g, k] = pow(a, i, HASH_PRIME)
+        self.register_buffer("hash_powers", powers, persistent=False)
+        self.register_buffer("ngram_lengths", torch.tensor(list(lengths)), persistent=False)
 
     @property
     def num_features(self) -> int:
@@ -194,31 +217,17 @@ class LexiconMatcher(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         mask = attention_mask.to(torch.int64)
         ids = input_ids * mask
-        length = ids.shape[1]
-        extra = self.max_len - 1
-        # padded on the right so that every shift below keeps `length` columns, however short the input (a
-        # concatenation rather than F.pad, whose export adds integer Transposes that the INT8 quantizer complains about)
-        tail = ids.new_zeros((ids.shape[0], extra))
-        ids_ahead = torch.cat([ids, tail], dim=1)
-        mask_ahead = torch.cat([mask, tail], dim=1)
-        hashes = [ids for _ in HASH_MULTIPLIERS]
-        inside = mask
-        begin = middle = end = torch.zeros((ids.shape[0], length, len(LEXICON_TYPES)))
-        for n in range(2, self.max_len + 1):
-            nxt = ids_ahead[:, n - 1: n - 1 + length]
-            inside = inside * mask_ahead[:, n - 1: n - 1 + length]
-            hashes = [torch.remainder(h * a + nxt, HASH_PRIME) for h, a in zip(hashes, HASH_MULTIPLIERS)]
-            found = self._lookup(*hashes) * inside.unsqueeze(-1).to(torch.float32)  # words starting at each token
-            begin = begin + found
-            end = end + _shift_right(found, n - 1, length)
-            for k in range(1, n - 1):
-                middle = middle + _shift_right(found, k, length)
+        pad = ids.new_zeros((ids.shape[0], self.max_len - 1))
+        window = torch.arange(ids.shape[1]).unsqueeze(1) + self.window_offsets  # [L, 2 * max_len]
+        padded = torch.stack([torch.cat([pad, ids, pad], dim=1), torch.cat([pad, mask, pad], dim=1)])
+        grams = padded[:, :, window].unflatten(-1, (2, self.max_len))  # [ids | mask, B, L, side, max_len]
+        hashes = torch.remainder((grams[0].unsqueeze(-1).unsqueeze(-1) * self.hash_powers).sum(dim=3), HASH_PRIME)
+        # an n-gram counts when all its n tokens are real (the running count of real tokens in the window reaches n)
+        inside = grams[1].cumsum(dim=-1)[..., 1:] == self.ngram_lengths  # [B, L, side, n - 2]
+        found = self._lookup(hashes[..., 0], hashes[..., 1], hashes[..., 2]) * inside.unsqueeze(-1).to(torch.float32)
+        begin, end = found.sum(dim=3).unbind(dim=2)  # words whose first / last token is here, by type
+        middle = begin.cumsum(dim=1) - end.cumsum(dim=1) - begin
         return torch.log1p(torch.cat([begin, middle, end], dim=-1))
-
-
-def _shift_right(x: torch.Tensor, k: int, length) -> torch.Tensor:
-    """``x`` moved ``k`` tokens later along dimension 1, zeros coming in, still ``length`` long."""
-    return torch.cat([x.new_zeros((x.shape[0], k, x.shape[2])), x], dim=1)[:, :length]
 
 
 class CrfTagger(nn.Module):
