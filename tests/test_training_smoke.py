@@ -202,6 +202,42 @@ def test_chunking_and_char_mapping(trained):
     assert out[6:9] == ["B-ORG", "I-ORG", "I-ORG"]
 
 
+def test_bioes_labels_from_bio_and_back_to_iob2_characters(trained):
+    """``--tag-scheme bioes``: the corpus's BIO word labels become BIOES (a one-word entity S, a last word E), and
+    predicted BIOES word tags map back to IOB2 characters through the serving decoder's strict chunking."""
+    labels = D.scheme_labels("bioes")
+    assert labels[0] == "O" and len(labels) == 13 and {"E-ORG", "S-PER"} <= set(labels)
+    bio = ["O", "B-PER", "I-PER", "I-PER", "B-LOC", "B-LOC", "I-LOC", "O", "B-ORG", "I-ORG"]
+    got = D.bio_to_scheme(np.array([D.LABELS.index(t) for t in bio] + [-1]), labels)
+    assert [labels[i] if i >= 0 else None for i in got] == [
+        "O", "B-PER", "I-PER", "E-PER", "S-LOC", "B-LOC", "E-LOC", "O", "B-ORG", "E-ORG", None]
+    assert (D.bio_to_scheme(got[:1], D.LABELS) == got[:1]).all()  # BIO stays as it is
+
+    tok = D.load_tokenizer(trained)
+    chars = list("张三在ABC公司见李")
+    e = D.encode_sentences(tok, [(chars, ["O"] * len(chars))])[0]
+    assert len(e.word_char_start) == 8  # 张 三 在 ABC 公 司 见 李
+    # ABC公司 ends with E; 李 is a one-word PER; 张三 opens with B but never closes (strict: no entity)
+    word_tags = ["B-PER", "I-PER", "O", "B-ORG", "I-ORG", "E-ORG", "O", "S-PER"]
+    assert D.word_tags_to_char_tags(e, word_tags, "BIOES") == [
+        "O", "O", "O", "B-ORG", "I-ORG", "I-ORG", "I-ORG", "I-ORG", "O", "B-PER"]
+
+
+def test_bioes_model_trains_and_exports_with_its_labels(small_data_dir, tmp_path):
+    """A BIOES run saves 13 labels and a 13 × 13 CRF, and the exporter hands the decoder the BIOES label set."""
+    from export.checkpoint import load_checkpoint
+    from ner_pipeline.tagging import detect_scheme
+    from training.train import main
+
+    out = tmp_path / "bioes"
+    assert main(_small_run(out, small_data_dir, "--tag-scheme", "bioes", "--lexicon", "none", "--max-steps", "30")) == 0
+    log = json.loads((out / "training_log.json").read_text())
+    assert log["steps"] == 30 and log["evals"] and np.mean(log["last_losses"][-5:]) < np.mean(log["first_losses"][:5])
+    checkpoint = load_checkpoint(out)
+    assert detect_scheme(checkpoint.labels) == "BIOES" and len(checkpoint.labels) == 13
+    assert checkpoint.crf.transitions.shape == (13, 13)
+
+
 def test_mention_replacement_swaps_whole_mentions_of_the_same_type(trained):
     """training/augment.py: a swap substitutes one mention's token ids and labels for another's of the same type and
     keeps every other token, label and word position consistent; a mention with a multi-token word is left alone."""

@@ -19,7 +19,9 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
+LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]  # the corpus's BIO, in which data is read
+ENTITY_TYPES = ("PER", "LOC", "ORG")
+TAG_SCHEMES = ("bio", "bioes")
 CLS_ID, SEP_ID, PAD_ID = 101, 102, 0
 # Characters after which a long sentence is preferably cut into chunks.
 CUT_AFTER = set("。！？；，、：!?;,:")
@@ -259,17 +261,60 @@ def bucket_batches(chunks: list[Chunk], max_batch_tokens: int, max_batch_size: i
     return batches
 
 
-# --------------------------------------------------------------------------------------------------- char-level tags
-def word_tags_to_char_tags(e: Encoded, word_tags: list[str]) -> list[str]:
-    """Map predicted word tags back to characters.
+# --------------------------------------------------------------------------------------------------- tag schemes
+def scheme_labels(scheme: str) -> list[str]:
+    """The model's labels under a tag scheme: the corpus's BIO, or BIOES (E ends a span of several words, S is a
+    span of one)."""
+    if scheme == "bio":
+        return list(LABELS)
+    if scheme == "bioes":
+        return ["O"] + [f"{prefix}-{kind}" for kind in ENTITY_TYPES for prefix in "BIES"]
+    raise ValueError(f"unknown tag scheme {scheme!r}; one of {TAG_SCHEMES}")
 
-    The word's first character takes the word's tag; the word's following characters take ``I-<type>`` when the word
-    is inside an entity, else ``O``. Characters that belong to no word are ``O``.
+
+def bio_to_scheme(bio_ids: np.ndarray, labels: list[str]) -> np.ndarray:
+    """Word label ids in BIO (``LABELS``) → ids in ``labels`` (BIO or BIOES); unknown labels (-1) stay -1. A span's
+    last word becomes E (or S when it is also its first) when the next word does not continue it."""
+    index = {label: i for i, label in enumerate(labels)}
+    if labels == LABELS:
+        return bio_ids.copy()
+    out = np.full_like(bio_ids, -1)
+    for k, label_id in enumerate(bio_ids.tolist()):
+        if label_id < 0:
+            continue
+        label = LABELS[label_id]
+        if label == "O":
+            out[k] = index["O"]
+            continue
+        nxt = LABELS[bio_ids[k + 1]] if k + 1 < len(bio_ids) and bio_ids[k + 1] >= 0 else "O"
+        continued = nxt == "I-" + label[2:]
+        prefix = {("B", True): "B", ("B", False): "S", ("I", True): "I", ("I", False): "E"}[(label[0], continued)]
+        out[k] = index[f"{prefix}-{label[2:]}"]
+    return out
+
+
+def chunks_in_scheme(chunks: list[Chunk], labels: list[str]) -> list[Chunk]:
+    """The training chunks with their BIO labels rewritten in ``labels``' scheme (chunks are cut between entities, so
+    rewriting each chunk alone equals rewriting whole sentences)."""
+    if labels == LABELS:
+        return chunks
+    return [Chunk(c.input_ids, c.word_pos, bio_to_scheme(c.labels, labels)) for c in chunks]
+
+
+# --------------------------------------------------------------------------------------------------- char-level tags
+def word_tags_to_char_tags(e: Encoded, word_tags: list[str], scheme: str = "BIO") -> list[str]:
+    """Map predicted word tags back to characters, in IOB2 (what seqeval scores).
+
+    The word tags are chunked into entities exactly as the serving decoder chunks them (``ner_pipeline.tagging``,
+    strict: a stray I or E opens nothing); an entity's first character is ``B-<type>`` and its other characters, up to
+    the end of its last word, ``I-<type>``. Everything else is ``O``.
     """
+    from ner_pipeline.tagging import chunk, parse_label
+
     out = ["O"] * e.n_chars
-    for s, end, tag in zip(e.word_char_start, e.word_char_end, word_tags):
-        out[s] = tag
-        inner = "I-" + tag[2:] if tag != "O" else "O"
-        for c in range(s + 1, min(end, e.n_chars)):
-            out[c] = inner
+    for kind, first, last in chunk([parse_label(tag) for tag in word_tags], scheme):
+        start, end = e.word_char_start[first], min(e.word_char_end[last], e.n_chars)
+        out[start] = "B-" + kind
+        for c in range(start + 1, end):
+            out[c] = "I-" + kind
     return out

@@ -49,10 +49,13 @@ def predict(model, encoded: list, batch_tokens: int = 16000, max_batch: int = 12
 
 
 def char_level(encoded: list, word_preds: list, labels: list[str]):
+    from ner_pipeline.tagging import detect_scheme
+
+    scheme = detect_scheme(labels)
     gold, pred = [], []
     for e, p in zip(encoded, word_preds):
         gold.append(list(e.tags))
-        pred.append(D.word_tags_to_char_tags(e, [labels[i] for i in p]))
+        pred.append(D.word_tags_to_char_tags(e, [labels[i] for i in p], scheme))
     return gold, pred
 
 
@@ -97,7 +100,7 @@ def main(argv=None):
     else:
         dev_size = args.dev_size or int(model.config.get("training", {}).get("dev_size", 3000))
         sents = D.split_train_dev(D.read_bio(data_dir / "msra" / "train.bio"), dev_size)[1]
-    enc = D.encode_sentences(tok, sents, {l: i for i, l in enumerate(labels)})
+    enc = D.encode_sentences(tok, sents)
     t0 = time.time()
     scores = evaluate(model, enc, labels, progress=True)
     scores["seconds"] = round(time.time() - t0, 1)

@@ -27,6 +27,9 @@ GRU_INITS = [
 HIDDEN = 128
 # LAC tag ids (tag.dic): nr/PER, ns/LOC, nt/ORG share ids.
 LAC_TAG = {"B-PER": 16, "I-PER": 17, "B-LOC": 18, "I-LOC": 19, "B-ORG": 20, "I-ORG": 21}
+# BIOES labels start from LAC's BIO rows: a one-word entity from its B row, a last word from its I row.
+LAC_TAG.update({f"{new}-{kind}": LAC_TAG[f"{old}-{kind}"]
+                for new, old in (("S", "B"), ("E", "I")) for kind in ("PER", "LOC", "ORG")})
 LAC_ENTITY_IDS = set(range(16, 22))
 LAC_NUM_REAL_TAGS = 49  # ids 0..48 are named in tag.dic
 

@@ -52,6 +52,8 @@ FLAGS = [
     ("dropout", float, 0.1, "dropout on embeddings and between layers"),
     ("num-gru-layers", int, 2, "BiGRU layers (LAC has 2; extra ones start random)"),
     ("num-attention-layers", int, 1, "self-attention layers on top of the GRUs"),
+    ("tag-scheme", str, "bio", "word tags the model learns: bio (the corpus's) or bioes (E ends a multi-word entity, S "
+     "is a one-word entity); the serving decoder reads either from the checkpoint's labels"),
     ("mention-replace", float, 0.0, "probability of swapping each training entity, per batch, for another training "
      "entity of its type (0: off; training/augment.py)"),
     ("lac-features", int, 0, "1: a frozen copy of LAC (with its own tag layer) adds its features before attention "
@@ -220,7 +222,7 @@ def prepare_data(args, out: Path):
         train_s = train_s[: args.train_limit]
     if args.dev_limit:
         dev_s = dev_s[: args.dev_limit]
-    return tok, vocab_lines, list(D.LABELS), train_s, dev_s
+    return tok, vocab_lines, D.scheme_labels(args.tag_scheme), train_s, dev_s
 
 
 def training_config(args) -> dict:
@@ -259,7 +261,7 @@ def train_ensemble(args, t_start: float) -> int:
     tok, _, labels, _, dev_s = prepare_data(args, out)
     members = [LacBiGruCrf.from_pretrained(d) for d in member_dirs]
     ensemble = E.LacBiGruCrfEnsemble.from_members(members)
-    dev_enc = D.encode_sentences(tok, dev_s, {l: i for i, l in enumerate(labels)})
+    dev_enc = D.encode_sentences(tok, dev_s)
     scores = evaluate(ensemble, dev_enc, labels)
     ensemble.config["training"] = training_config(args)
     ensemble.config["dev_scores"] = scores
@@ -289,10 +291,12 @@ def main(argv=None) -> int:
     seed_everything(args.seed)
     out = Path(args.output)
     tok, vocab_lines, labels, train_s, dev_s = prepare_data(args, out)
-    label2id = {l: i for i, l in enumerate(labels)}
-    train_enc = D.encode_sentences(tok, train_s, label2id)
-    dev_enc = D.encode_sentences(tok, dev_s, label2id)
-    chunks = D.make_chunks(train_enc, args.max_chunk_tokens)
+    if args.mention_replace > 0 and labels != D.LABELS:
+        raise SystemExit("--mention-replace works on BIO labels only (use --tag-scheme bio)")
+    # sentences are read and cut into chunks in the corpus's BIO; the chunks' labels then take the model's scheme
+    train_enc = D.encode_sentences(tok, train_s)
+    dev_enc = D.encode_sentences(tok, dev_s)
+    chunks = D.chunks_in_scheme(D.make_chunks(train_enc, args.max_chunk_tokens), labels)
     n_tokens = sum(len(c.input_ids) for c in chunks)
     print(f"train: {len(train_s)} sentences → {len(chunks)} chunks, {n_tokens} tokens; dev: {len(dev_s)} sentences "
           f"({time.time() - t_start:.0f}s)", flush=True)
