@@ -103,12 +103,13 @@ def test_loss_falls_and_layout(trained):
         assert {"step", "minutes", "loss", "dev_precision", "dev_recall", "dev_f1"} <= set(e)
     cfg = json.loads((trained / "config.json").read_text())
     assert cfg["model_type"] == "lac_bigru_crf" and cfg["architectures"] == ["LacBiGruCrf"]
-    assert cfg["id2label"]["0"] == "O" and cfg["num_labels"] == len(cfg["label2id"]) == 7
+    # BIOES by default (--tag-scheme bioes): O and B/I/E/S of PER, LOC, ORG
+    assert cfg["id2label"]["0"] == "O" and cfg["num_labels"] == len(cfg["label2id"]) == 13 and "S-LOC" in cfg["label2id"]
     from safetensors.numpy import load_file
 
     crf = load_file(str(trained / "crf.safetensors"))
-    assert crf["transitions"].shape == (7, 7) and crf["transitions"].dtype == np.float32
-    assert crf["start_transitions"].shape == (7,) and crf["end_transitions"].shape == (7,)
+    assert crf["transitions"].shape == (13, 13) and crf["transitions"].dtype == np.float32
+    assert crf["start_transitions"].shape == (13,) and crf["end_transitions"].shape == (13,)
     assert not any(k.startswith("crf.") for k in load_file(str(trained / "model.safetensors")))
 
 
@@ -223,19 +224,21 @@ def test_bioes_labels_from_bio_and_back_to_iob2_characters(trained):
         "O", "O", "O", "B-ORG", "I-ORG", "I-ORG", "I-ORG", "I-ORG", "O", "B-PER"]
 
 
-def test_bioes_model_trains_and_exports_with_its_labels(small_data_dir, tmp_path):
-    """A BIOES run saves 13 labels and a 13 × 13 CRF, and the exporter hands the decoder the BIOES label set."""
+def test_each_tag_scheme_trains_and_exports_with_its_labels(trained, small_data_dir, tmp_path):
+    """The default BIOES run and a ``--tag-scheme bio`` run save their own label sets and CRF sizes, and the exporter
+    hands the decoder the scheme the labels name."""
     from export.checkpoint import load_checkpoint
     from ner_pipeline.tagging import detect_scheme
     from training.train import main
 
-    out = tmp_path / "bioes"
-    assert main(_small_run(out, small_data_dir, "--tag-scheme", "bioes", "--lexicon", "none", "--max-steps", "30")) == 0
+    out = tmp_path / "bio"
+    assert main(_small_run(out, small_data_dir, "--tag-scheme", "bio", "--lexicon", "none", "--max-steps", "30")) == 0
     log = json.loads((out / "training_log.json").read_text())
     assert log["steps"] == 30 and log["evals"] and np.mean(log["last_losses"][-5:]) < np.mean(log["first_losses"][:5])
-    checkpoint = load_checkpoint(out)
-    assert detect_scheme(checkpoint.labels) == "BIOES" and len(checkpoint.labels) == 13
-    assert checkpoint.crf.transitions.shape == (13, 13)
+    for directory, scheme, size in ((trained, "BIOES", 13), (out, "BIO", 7)):
+        checkpoint = load_checkpoint(directory)
+        assert checkpoint.labels[0] == "O" and detect_scheme(checkpoint.labels) == scheme
+        assert len(checkpoint.labels) == size and checkpoint.crf.transitions.shape == (size, size)
 
 
 def test_mention_replacement_swaps_whole_mentions_of_the_same_type(trained):

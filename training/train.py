@@ -52,7 +52,7 @@ FLAGS = [
     ("dropout", float, 0.1, "dropout on embeddings and between layers"),
     ("num-gru-layers", int, 2, "BiGRU layers (LAC has 2; extra ones start random)"),
     ("num-attention-layers", int, 1, "self-attention layers on top of the GRUs"),
-    ("tag-scheme", str, "bio", "word tags the model learns: bio (the corpus's) or bioes (E ends a multi-word entity, S "
+    ("tag-scheme", str, "bioes", "word tags the model learns: bio (the corpus's) or bioes (E ends a multi-word entity, S "
      "is a one-word entity); the serving decoder reads either from the checkpoint's labels"),
     ("mention-replace", float, 0.0, "probability of swapping each training entity, per batch, for another training "
      "entity of its type (0: off; training/augment.py)"),
