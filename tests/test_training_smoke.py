@@ -213,6 +213,11 @@ def test_bioes_labels_from_bio_and_back_to_iob2_characters(trained):
     assert [labels[i] if i >= 0 else None for i in got] == [
         "O", "B-PER", "I-PER", "E-PER", "S-LOC", "B-LOC", "E-LOC", "O", "B-ORG", "E-ORG", None]
     assert (D.bio_to_scheme(got[:1], D.LABELS) == got[:1]).all()  # BIO stays as it is
+    from training.train import parse_args
+
+    assert parse_args([]).tag_scheme == "bioes"
+    with pytest.raises(SystemExit):  # refused before anything is written
+        parse_args(["--tag-scheme", "bmes"])
 
     tok = D.load_tokenizer(trained)
     chars = list("张三在ABC公司见李")

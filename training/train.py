@@ -97,7 +97,10 @@ def parse_args(argv=None) -> argparse.Namespace:
             env = os.environ.get("NER_DATA_DIR")
         value = typ(env) if env is not None else default
         ap.add_argument("--" + name, type=typ, default=value, help=f"{help_} [env {env_name(name)}]")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.tag_scheme not in D.TAG_SCHEMES:
+        ap.error(f"--tag-scheme must be one of {', '.join(D.TAG_SCHEMES)}, not {args.tag_scheme!r}")
+    return args
 
 
 def seed_everything(seed: int) -> None:
