@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import ENTITY_TYPES
+
 GRU_INITS = [
     ("helper.concat.5", "helper.concat.6", "helper.concat.9"),
     ("helper.concat.14", "helper.concat.15", "helper.concat.18"),
@@ -29,7 +31,7 @@ HIDDEN = 128
 LAC_TAG = {"B-PER": 16, "I-PER": 17, "B-LOC": 18, "I-LOC": 19, "B-ORG": 20, "I-ORG": 21}
 # BIOES labels start from LAC's BIO rows: a one-word entity from its B row, a last word from its I row.
 LAC_TAG.update({f"{new}-{kind}": LAC_TAG[f"{old}-{kind}"]
-                for new, old in (("S", "B"), ("E", "I")) for kind in ("PER", "LOC", "ORG")})
+                for new, old in (("S", "B"), ("E", "I")) for kind in ENTITY_TYPES})
 LAC_ENTITY_IDS = set(range(16, 22))
 LAC_NUM_REAL_TAGS = 49  # ids 0..48 are named in tag.dic
 

@@ -43,8 +43,8 @@ DEFAULT_CONFIG = {
 # in ONNX alike). Two hashes pick the two candidate buckets of a word, the third is the fingerprint kept in the table.
 HASH_PRIME = 2_147_483_647
 HASH_MULTIPLIERS = (1_000_003, 1_299_709, 15_485_863)
-LEXICON_TYPES = ("PER", "LOC", "ORG", "WORD")
-CRF_PARAMETERS = ("transitions", "start_transitions", "end_transitions")  # the keys of crf.safetensors  # bit k of a word's code: the lexicon lists it as type k
+LEXICON_TYPES = ("PER", "LOC", "ORG", "WORD")  # bit k of a word's code: the lexicon lists it as type k
+CRF_PARAMETERS = ("transitions", "start_transitions", "end_transitions")  # the keys of crf.safetensors
 
 
 def ngram_hashes(ids: list[int]) -> tuple[int, int, int]:
