@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]  # the corpus's BIO, in which data is read
 ENTITY_TYPES = ("PER", "LOC", "ORG")
 TAG_SCHEMES = ("bio", "bioes")
-CLS_ID, SEP_ID, PAD_ID = 101, 102, 0
+CLS_ID, SEP_ID, PAD_ID, UNK_ID = 101, 102, 0, 100
 # Characters after which a long sentence is preferably cut into chunks.
 CUT_AFTER = set("。！？；，、：!?;,:")
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from . import data as D
-from .augment import mention_pool, replace_mentions
+from .augment import mask_tokens, mention_pool, replace_mentions
 from .evaluate import evaluate
 from .ensemble import PROGRESS_PREFIX
 from .model import LacBiGruCrf, label_config
@@ -56,6 +56,8 @@ FLAGS = [
      "is a one-word entity); the serving decoder reads either from the checkpoint's labels"),
     ("mention-replace", float, 0.0, "probability of swapping each training entity, per batch, for another training "
      "entity of its type (0: off; training/augment.py)"),
+    ("token-dropout", float, 0.0, "probability of hiding each real training token as [UNK], per batch (0: off; "
+     "training/augment.py)"),
     ("lac-features", int, 0, "1: a frozen copy of LAC (with its own tag layer) adds its features before attention "
      "(needs --init lac)"),
     ("lexicon", str, "jieba", "jieba: an outside word lexicon (jieba's dictionary with its person/place/organisation "
@@ -312,6 +314,7 @@ def main(argv=None) -> int:
 
     rng = random.Random(args.seed)
     augment_rng = random.Random(args.seed + 1)
+    token_dropout_rng = torch.Generator().manual_seed(args.seed + 2)
     pool = mention_pool(chunks) if args.mention_replace > 0 else {}
     if pool:
         print("mention replacement: " + ", ".join(f"{len(v)} {t}" for t, v in pool.items()) + " distinct mentions",
@@ -402,6 +405,7 @@ def main(argv=None) -> int:
                 batch_chunks = [replace_mentions(c, pool, augment_rng, args.mention_replace, args.max_chunk_tokens)
                                 for c in batch_chunks]
             ids, mask, pos, wmask, lab = (torch.from_numpy(a) for a in D.collate(batch_chunks))
+            ids = mask_tokens(ids, mask, args.token_dropout, token_dropout_rng)
             loss = model.loss(ids, mask, pos, wmask, lab)
             opt.zero_grad(set_to_none=True)
             loss.backward()
