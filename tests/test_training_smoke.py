@@ -284,6 +284,23 @@ def test_mention_replacement_swaps_whole_mentions_of_the_same_type(trained):
     assert len(latin.input_ids) > len(latin.word_pos) + 2 and mentions(latin) == []
 
 
+def test_token_dropout_hides_only_real_tokens_at_its_rate():
+    """training/augment.py mask_tokens: [CLS], [SEP] and padding are never hidden, real tokens become [UNK] at about
+    the asked rate, the same generator seed hides the same tokens, and a rate of 0 changes nothing."""
+    from training.augment import mask_tokens
+
+    ids = torch.tensor([[D.CLS_ID, 11, 12, 13, 14, D.SEP_ID, 0, 0]] * 3000)
+    mask = (ids != D.PAD_ID).long()
+    hidden = mask_tokens(ids, mask, 0.1, torch.Generator().manual_seed(5))
+    real = torch.tensor([False, True, True, True, True, False, False, False])
+    assert torch.equal(hidden[:, ~real], ids[:, ~real])
+    changed = hidden[:, real] != ids[:, real]
+    assert torch.equal(changed, hidden[:, real] == D.UNK_ID)
+    assert 0.09 < changed.float().mean().item() < 0.11
+    assert torch.equal(hidden, mask_tokens(ids, mask, 0.1, torch.Generator().manual_seed(5)))
+    assert mask_tokens(ids, mask, 0.0, torch.Generator().manual_seed(5)) is ids
+
+
 def test_lac_features_branch_starts_silent_and_stays_frozen():
     """--lac-features: the frozen LAC branch joins through a zero-initialised projection, so a fresh model scores
     exactly as the same weights without the branch; a training step moves the projection, never the frozen copy."""
