@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import torch
 
 from .data import CLS_ID, LABELS, SEP_ID, UNK_ID, Chunk
 
@@ -82,8 +83,6 @@ def mask_tokens(ids, attention_mask, probability: float, generator, unk_id: int 
     them per batch makes the context, and the rest of the mention, carry the decision. ``[UNK]``'s embedding is
     LAC's out-of-vocabulary row, the input an unknown character gives at serving time, and a hidden character also
     hides every lexicon word through it, as an unknown character does."""
-    import torch
-
     if probability <= 0:
         return ids
     real = (attention_mask > 0) & (ids != CLS_ID) & (ids != SEP_ID)
