@@ -13,7 +13,7 @@ import torch
 
 from ner_pipeline.crf import CrfParameters, viterbi
 from training import data as D
-from training.ensemble import LacBiGruCrfEnsemble, load_tagger
+from training.ensemble import LacBiGruCrfEnsemble, average_members, load_tagger
 from training.lexicon import build_tables
 from training.model import LacBiGruCrf
 
@@ -128,3 +128,26 @@ def test_members_with_different_lexicon_tables_are_refused(members, tokenizer):
     stranger = _member(3, build_tables([(i, 2) for i in other_ids], 256))
     with pytest.raises(ValueError, match="different lexicon tables"):
         LacBiGruCrfEnsemble.from_members([members[0], stranger])
+
+
+def test_average_of_members_is_one_model_with_their_mean_weights(members, tables, tokenizer):
+    """``--combine average``: one ``LacBiGruCrf`` (one member's serving cost) whose every float weight, CRF included,
+    is the members' mean; the lexicon table is kept as it is, and a model averaged with itself is unchanged."""
+    soup = average_members(members)
+    assert type(soup) is LacBiGruCrf
+    states = [m.state_dict() for m in members]
+    for key, value in soup.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, (states[0][key] + states[1][key]) / 2)
+        else:
+            assert torch.equal(value, states[0][key]), key
+    assert not torch.equal(soup.crf.transitions, members[0].crf.transitions)
+
+    ids, mask = (torch.from_numpy(a) for a in _batch(tokenizer, TEXTS))
+    with torch.no_grad():
+        np.testing.assert_allclose(average_members([members[0], members[0]])(ids, mask).numpy(),
+                                   members[0](ids, mask).numpy(), atol=1e-6)
+    other_ids = tokenizer(["上海", "新华社"], add_special_tokens=False)["input_ids"]
+    stranger = _member(3, build_tables([(i, 2) for i in other_ids], 256))
+    with pytest.raises(ValueError, match="cannot be averaged"):
+        average_members([members[0], stranger])

@@ -79,12 +79,61 @@ def test_two_members_train_at_once_into_one_ensemble(tmp_path, small_data_dir, c
         member_log = json.loads((members / f"seed-{seed}" / "training_log.json").read_text())
         assert member_log["steps"] == 60 and member_log["args"]["threads"] == 1 and member_log["args"]["seed"] == seed
     log = json.loads((out / "training_log.json").read_text())
-    assert [m["seed"] for m in log["members"]] == [13, 14] and "overall" in log["ensemble_dev_scores"]
+    assert [m["seed"] for m in log["members"]] == [13, 14] and "overall" in log["combined_dev_scores"]
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model_type"] == "lac_bigru_crf_ensemble" and len(cfg["members"]) == 2
-    assert cfg["training"]["members"] == 2 and cfg["dev_scores"] == log["ensemble_dev_scores"]
+    assert cfg["training"]["members"] == 2 and cfg["dev_scores"] == log["combined_dev_scores"]
     loaded = load_checkpoint(out)
     assert isinstance(loaded.model, LacBiGruCrfEnsemble) and loaded.crf is not None
+
+
+def test_two_members_from_one_init_average_into_one_model(tmp_path, small_data_dir):
+    """``--members 2 --init-seed 13 --combine average``: both members start from the same weights (the random layers
+    drawn from --init-seed, not from each member's seed) and are saved as one ``lac_bigru_crf`` whose weights are the
+    mean of the members' saved ones; without --init-seed the average is refused before anything trains."""
+    from safetensors.torch import load_file
+
+    from training.train import main, parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--members", "2", "--combine", "average"])
+    with pytest.raises(SystemExit):
+        parse_args(["--combine", "soup"])
+
+    out, members = tmp_path / "average", tmp_path / "members"
+    assert main(_small_run(out, small_data_dir, "--members", "2", "--members-dir", str(members), "--lexicon", "none",
+                           "--max-steps", "20", "--eval-every", "20", "--init-seed", "13", "--combine",
+                           "average")) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model_type"] == "lac_bigru_crf" and cfg["training"]["combine"] == "average"
+    log = json.loads((out / "training_log.json").read_text())
+    assert log["combine"] == "average" and cfg["dev_scores"] == log["combined_dev_scores"]
+    for name in ("model.safetensors", "crf.safetensors"):
+        a, b = (load_file(str(members / f"seed-{s}" / name)) for s in (13, 14))
+        combined = load_file(str(out / name))
+        assert set(combined) == set(a)
+        for key, value in combined.items():
+            if value.is_floating_point():
+                torch.testing.assert_close(value, (a[key] + b[key]) / 2)
+        assert any(not torch.equal(a[k], b[k]) for k in a)  # the members did train apart
+
+
+def test_init_seed_fixes_the_random_layers_whatever_the_seed(trained, small_data_dir):
+    """With --init-seed, members of different --seed start from equal weights; without it, from their own."""
+    from training.train import initial_model, parse_args, seed_everything
+
+    tok = D.load_tokenizer(trained)
+    vocab_lines = (trained / "vocab.txt").read_text(encoding="utf-8").split("\n")[:21128]
+
+    def start(*flags):
+        args = parse_args(_small_run(small_data_dir / "unused", small_data_dir, "--lexicon", "none", *flags))
+        seed_everything(args.seed)  # as main() does before it builds the model
+        return initial_model(args, D.scheme_labels(args.tag_scheme), vocab_lines, tok).state_dict()
+
+    same_init = [start("--seed", str(seed), "--init-seed", "13") for seed in (13, 14)]
+    assert all(torch.equal(same_init[0][k], same_init[1][k]) for k in same_init[0])
+    own_init = [start("--seed", str(seed)) for seed in (13, 14)]
+    assert not all(torch.equal(own_init[0][k], own_init[1][k]) for k in own_init[0])
 
 
 def _batch(tok, texts):

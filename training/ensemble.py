@@ -72,6 +72,26 @@ class LacBiGruCrfEnsemble(CrfTagger):
         return ensemble.eval()
 
 
+def average_members(members: list[LacBiGruCrf]) -> LacBiGruCrf:
+    """One model whose weights are the mean of the members' ("model soup"): it costs what one member costs to serve.
+
+    Only meaningful for members that started from the same weights (``--init-seed``) and so stay in one basin of the
+    loss; the lexicon tables and every other non-float buffer must be identical."""
+    first = members[0]
+    states = [m.state_dict() for m in members]
+    averaged = {}
+    for key, value in states[0].items():
+        if value.is_floating_point():
+            averaged[key] = torch.stack([s[key] for s in states]).mean(dim=0)
+        elif all(torch.equal(s[key], value) for s in states[1:]):
+            averaged[key] = value
+        else:
+            raise ValueError(f"members differ in {key}, which cannot be averaged")
+    model = LacBiGruCrf(dict(first.config))
+    model.load_state_dict(averaged)
+    return model.eval()
+
+
 def load_tagger(directory) -> CrfTagger:
     """A project checkpoint, single model or ensemble, by its ``config.json`` ``model_type``."""
     model_type = json.loads((Path(directory) / "config.json").read_text()).get("model_type")

@@ -77,8 +77,14 @@ FLAGS = [
      "the best single checkpoint (1: off; 0.75 was tried, see the model card)"),
     ("average-every", int, 50, "steps between the snapshots that join the weight average"),
     ("seed", int, 13, "random seed (ensemble members: seed, seed + 1, ...)"),
+    ("init-seed", int, 0, "seed of the layers that start random (attention, head, CRF, lexicon projections); 0: "
+     "--seed. Ensemble members given one --init-seed start from the same weights and differ only in data order and "
+     "dropout"),
     ("members", int, 1, "models trained at once from consecutive seeds and served as one (training/ensemble.py; "
      "2 members need --max-minutes 57)"),
+    ("combine", str, "ensemble", "how --members become one checkpoint: ensemble (mean emissions; serving runs every "
+     "member) or average (mean weights, served at one member's cost; needs --init-seed so that the members start "
+     "from the same weights)"),
     ("members-dir", str, "build/training-members", "where ensemble members are trained, each in seed-<n>/ (kept for "
      "inspection, not needed to serve)"),
     ("threads", int, 2, "torch intra-op threads"),
@@ -100,6 +106,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         value = typ(env) if env is not None else default
         ap.add_argument("--" + name, type=typ, default=value, help=f"{help_} [env {env_name(name)}]")
     args = ap.parse_args(argv)
+    if args.combine not in ("ensemble", "average"):
+        ap.error(f"--combine must be ensemble or average, not {args.combine!r}")
+    if args.combine == "average" and args.members > 1 and not args.init_seed:
+        ap.error("--combine average needs --init-seed: members that start from different weights cannot be averaged")
     if args.tag_scheme not in D.TAG_SCHEMES:
         ap.error(f"--tag-scheme must be one of {', '.join(D.TAG_SCHEMES)}, not {args.tag_scheme!r}")
     return args
@@ -209,6 +219,17 @@ def lr_factor(step: int, progress: float, warmup: int, warmup_frac: float, min_r
     return max(min_ratio, 1.0 - (1.0 - min_ratio) * frac)
 
 
+def initial_model(args, labels, vocab_lines, tokenizer=None) -> LacBiGruCrf:
+    """The model before its first step. With --init-seed the layers that start random are drawn from that seed, so
+    members of different --seed start from the same weights (which --combine average needs)."""
+    if not args.init_seed:
+        return build_model(args, labels, vocab_lines, tokenizer)
+    torch.manual_seed(args.init_seed)
+    model = build_model(args, labels, vocab_lines, tokenizer)
+    torch.manual_seed(args.seed)  # dropout and token dropout follow the member's own seed
+    return model
+
+
 def prepare_data(args, out: Path):
     """Writes the tokenizer files into ``out`` and reads the train/dev split: (tokenizer, vocab lines, labels, train
     sentences, dev sentences)."""
@@ -265,24 +286,28 @@ def train_ensemble(args, t_start: float) -> int:
     out = Path(args.output)
     tok, _, labels, _, dev_s = prepare_data(args, out)
     members = [LacBiGruCrf.from_pretrained(d) for d in member_dirs]
-    ensemble = E.LacBiGruCrfEnsemble.from_members(members)
+    if args.combine == "average":
+        combined = E.average_members(members)
+    else:
+        combined = E.LacBiGruCrfEnsemble.from_members(members)
     dev_enc = D.encode_sentences(tok, dev_s)
-    scores = evaluate(ensemble, dev_enc, labels)
-    ensemble.config["training"] = training_config(args)
-    ensemble.config["dev_scores"] = scores
-    ensemble.save_pretrained(out)
+    scores = evaluate(combined, dev_enc, labels)
+    combined.config["training"] = training_config(args)
+    combined.config["dev_scores"] = scores
+    combined.save_pretrained(out)
     member_logs = [json.loads((d / "training_log.json").read_text()) for d in member_dirs]
     log = {
         "args": vars(args),
         "members": [{"seed": s, "best": lg["best"], "evals": lg["evals"], "steps": lg["steps"],
                      "stopped_by": lg["stopped_by"], "train_minutes": lg["train_minutes"]}
                     for s, lg in zip(seeds, member_logs)],
-        "ensemble_dev_scores": scores,
+        "combine": args.combine,
+        "combined_dev_scores": scores,
         "train_minutes": round((time.time() - t_start) / 60, 2),
     }
     (out / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
     member_f1 = ", ".join(f"{lg['best']['f1']:.2f}" for lg in member_logs)
-    print(f"done in {log['train_minutes']} min: members' dev F1 {member_f1}; ensemble dev F1 "
+    print(f"done in {log['train_minutes']} min: members' dev F1 {member_f1}; {args.combine} dev F1 "
           f"{scores['overall']['f1']:.2f}; saved to {out}", flush=True)
     return 0
 
@@ -306,7 +331,7 @@ def main(argv=None) -> int:
     print(f"train: {len(train_s)} sentences → {len(chunks)} chunks, {n_tokens} tokens; dev: {len(dev_s)} sentences "
           f"({time.time() - t_start:.0f}s)", flush=True)
 
-    model = build_model(args, labels, vocab_lines, tok)
+    model = initial_model(args, labels, vocab_lines, tok)
     model.config["training"] = training_config(args)
     model.train()
     opt = torch.optim.AdamW(param_groups(model, args), betas=(0.9, 0.999), eps=1e-8)
