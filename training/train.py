@@ -77,7 +77,7 @@ FLAGS = [
      "the best single checkpoint (1: off; 0.75 was tried, see the model card)"),
     ("average-every", int, 50, "steps between the snapshots that join the weight average"),
     ("seed", int, 13, "random seed (ensemble members: seed, seed + 1, ...)"),
-    ("init-seed", int, 0, "seed of the layers that start random (attention, head, CRF, lexicon projections); 0: "
+    ("init-seed", int, 0, "seed of the layers that start random (self-attention, head); 0: "
      "--seed. Ensemble members given one --init-seed start from the same weights and differ only in data order and "
      "dropout"),
     ("members", int, 1, "models trained at once from consecutive seeds and served as one (training/ensemble.py; "
