@@ -31,7 +31,7 @@ fi
 # Python packages, pinned, into .venv; reinstalled only when a requirements file changes.
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 stamp=".venv/.installed-$profile"
-wanted=$(cat requirements/*.txt client/pyproject.toml | sha256sum | cut -d' ' -f1)
+wanted=$(cat requirements/*.txt pyproject.toml client/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
   echo "installing Python packages for '$profile' into .venv (pinned in requirements/$profile.txt)"
   .venv/bin/python -m pip install -q --disable-pip-version-check -r "requirements/$profile.txt"
