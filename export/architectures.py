@@ -6,6 +6,6 @@ Each class has ``from_pretrained(directory)`` and ``forward(input_ids, attention
 """
 
 PROJECT_ARCHITECTURES = {
-    "lac_bigru_crf": "training.model:LacBiGruCrf",
-    "lac_bigru_crf_ensemble": "training.ensemble:LacBiGruCrfEnsemble",
+    "lac_bigru_crf": "ner_model.architecture:LacBiGruCrf",
+    "lac_bigru_crf_ensemble": "ner_model.ensemble:LacBiGruCrfEnsemble",
 }

@@ -30,11 +30,12 @@ def quantize_int8(fp32_path: Path, int8_path: Path, cfg: QuantizationConfig) -> 
     return int8_path
 
 
-def label_agreement(fp32_session, int8_session, rows: list[tuple[np.ndarray, np.ndarray]]) -> float:
-    """Share of real token positions where INT8's argmax label equals FP32's."""
+def label_agreement(fp32_session, int8_session, rows: list[tuple[np.ndarray, ...]]) -> float:
+    """Share of compared positions where INT8's argmax label equals FP32's. A row is (input_ids, attention_mask) or
+    (input_ids, attention_mask, compared): positions default to the real tokens."""
     same = total = 0
-    for input_ids, attention_mask in rows:
-        real = attention_mask.astype(bool)
+    for input_ids, attention_mask, *compared in rows:
+        real = (compared[0] if compared else attention_mask).astype(bool)
         fp32 = run_onnx(fp32_session, input_ids, attention_mask).argmax(-1)[real]
         int8 = run_onnx(int8_session, input_ids, attention_mask).argmax(-1)[real]
         same += int((fp32 == int8).sum())

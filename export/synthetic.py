@@ -21,7 +21,7 @@ import numpy as np
 
 from ner_pipeline.tagging import parse_label
 
-from .paths import vocab_file
+from ner_model.data import vocab_file
 
 LEXICON = {
     "PER": ["张三", "李四", "王小明", "欧阳娜娜"],

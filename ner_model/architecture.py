@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .lexicon import LexiconMatcher
+
 MODEL_TYPE = "lac_bigru_crf"
 DEFAULT_CONFIG = {
     "model_type": MODEL_TYPE,
@@ -31,31 +33,15 @@ DEFAULT_CONFIG = {
     "attention_ffn": 512,
     "dropout": 0.1,
     "pad_token_id": 0,
-    "bigram_buckets": 0,
-    "bigram_dim": 64,
-    "lac_features": 0,
-    "lac_tags": 59,
     "lexicon_buckets": 0,
     "lexicon_max_len": 8,
 }
+# Features this architecture no longer has (docs/experiments.md). A checkpoint may name them only switched off; their
+# companion sizes (bigram_dim, lac_tags) mean nothing then and are ignored.
+REMOVED_FEATURES = {"bigram_buckets": 0, "lac_features": 0}
+IGNORED_KEYS = ("bigram_dim", "lac_tags")
 
-# Polynomial hashes of token-id n-grams, modulo a prime below 2**31 so that every product fits in int64 (in torch and
-# in ONNX alike). Two hashes pick the two candidate buckets of a word, the third is the fingerprint kept in the table.
-HASH_PRIME = 2_147_483_647
-HASH_MULTIPLIERS = (1_000_003, 1_299_709, 15_485_863)
-LEXICON_TYPES = ("PER", "LOC", "ORG", "WORD")  # bit k of a word's code: the lexicon lists it as type k
 CRF_PARAMETERS = ("transitions", "start_transitions", "end_transitions")  # the keys of crf.safetensors
-
-
-def ngram_hashes(ids: list[int]) -> tuple[int, int, int]:
-    """The three hashes of one id sequence, exactly as ``LexiconMatcher`` computes them in the graph."""
-    hashes = []
-    for a in HASH_MULTIPLIERS:
-        h = 0
-        for i in ids:
-            h = (h * a + i) % HASH_PRIME
-        hashes.append(h)
-    return tuple(hashes)
 
 
 class CRF(nn.Module):
@@ -161,75 +147,6 @@ class SelfAttentionLayer(nn.Module):
         return self.ln2(x + self.drop(self.ff(x)))
 
 
-class LexiconMatcher(nn.Module):
-    """Marks, for every token, which lexicon words of 2..``max_len`` tokens begin, continue or end there.
-
-    The lexicon lives in two buffers (so it travels inside the checkpoint and the ONNX file): a table of ``buckets``
-    fingerprints and one of type codes, where each word sits in one of its two candidate buckets (cuckoo placement,
-    ``training.lexicon``). Every n-gram of the input is hashed in the graph and looked up in both buckets; a fingerprint
-    match sets the word's type bits. Output ``[B, L, 3 * len(LEXICON_TYPES)]``: log(1 + count) of words of each type
-    that Begin / are in the Middle of / End at the token.
-
-    The graph is built from whole-tensor operations so that it stays a few dozen ONNX nodes, whatever ``max_len``:
-    one gather takes the ``max_len`` tokens that start and that end at every position, one product with a constant
-    table of powers gives every n-gram's polynomial hashes (the terms stay below 2**49, so int64 holds the sum
-    before the one modulo), and one lookup finds the words both by their first and by their last token. The words a
-    token lies strictly inside are then those begun at or before it, minus those ended at or before it, minus those
-    begun at it (two cumulative sums): no shifted copies per word length.
-    """
-
-    def __init__(self, buckets: int, max_len: int):
-        super().__init__()
-        self.buckets, self.max_len = int(buckets), int(max_len)
-        self.register_buffer("fingerprints", torch.full((self.buckets,), -1, dtype=torch.int32))
-        self.register_buffer("codes", torch.zeros(self.buckets, dtype=torch.uint8))
-        n_types = len(LEXICON_TYPES)
-        bits = [[float((code >> k) & 1) for k in range(n_types)] for code in range(2 ** n_types)]
-        self.register_buffer("code_bits", torch.tensor(bits), persistent=False)
-        reach = self.max_len - 1
-        # positions, in a row padded with `reach` zeros on both sides, of token t+i (ahead) and of token t-i (behind)
-        offsets = [reach + i for i in range(self.max_len)] + [reach - i for i in range(self.max_len)]
-        self.register_buffer("window_offsets", torch.tensor(offsets), persistent=False)
-        # [side, i, n - 2, hash]: the power of the hash's multiplier that the i-th token of the window takes in the
-        # hash of the n-gram starting (side 0: token t+i is the n-gram's i-th) or ending (side 1: token t-i is its
-        # (n-1-i)-th) at t; 0 past the n-gram
-        lengths = range(2, self.max_len + 1)
-        powers = torch.zeros((2, self.max_len, len(lengths), len(HASH_MULTIPLIERS)), dtype=torch.int64)
-        for g, n in enumerate(lengths):
-            for i in range(n):
-                for k, a in enumerate(HASH_MULTIPLIERS):
-                    powers[0, i, g, k] = pow(a, n - 1 - i, HASH_PRIME)
-                    powers[1, i, g, k] = pow(a, i, HASH_PRIME)
-        self.register_buffer("hash_powers", powers, persistent=False)
-        self.register_buffer("ngram_lengths", torch.tensor(list(lengths)), persistent=False)
-
-    @property
-    def num_features(self) -> int:
-        return 3 * len(LEXICON_TYPES)
-
-    def _lookup(self, h1, h2, h3):
-        b1, b2 = torch.remainder(h1, self.buckets), torch.remainder(h2, self.buckets)
-        hit1 = (self.fingerprints[b1].to(torch.int64) == h3).to(torch.int64)
-        hit2 = ((self.fingerprints[b2].to(torch.int64) == h3) & (b2 != b1)).to(torch.int64)
-        code = self.codes[b1].to(torch.int64) * hit1 + self.codes[b2].to(torch.int64) * hit2
-        return self.code_bits[code.clamp(max=self.code_bits.shape[0] - 1)]
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        mask = attention_mask.to(torch.int64)
-        ids = input_ids * mask
-        pad = ids.new_zeros((ids.shape[0], self.max_len - 1))
-        window = torch.arange(ids.shape[1]).unsqueeze(1) + self.window_offsets  # [L, 2 * max_len]
-        padded = torch.stack([torch.cat([pad, ids, pad], dim=1), torch.cat([pad, mask, pad], dim=1)])
-        grams = padded[:, :, window].unflatten(-1, (2, self.max_len))  # [ids | mask, B, L, side, max_len]
-        hashes = torch.remainder((grams[0].unsqueeze(-1).unsqueeze(-1) * self.hash_powers).sum(dim=3), HASH_PRIME)
-        # an n-gram counts when all its n tokens are real (the running count of real tokens in the window reaches n)
-        inside = grams[1].cumsum(dim=-1)[..., 1:] == self.ngram_lengths  # [B, L, side, n - 2]
-        found = self._lookup(hashes[..., 0], hashes[..., 1], hashes[..., 2]) * inside.unsqueeze(-1).to(torch.float32)
-        begin, end = found.sum(dim=3).unbind(dim=2)  # words whose first / last token is here, by type
-        middle = begin.cumsum(dim=1) - end.cumsum(dim=1) - begin
-        return torch.log1p(torch.cat([begin, middle, end], dim=-1))
-
-
 class CrfTagger(nn.Module):
     """An emission network (``forward(input_ids, attention_mask) -> [B, L, C]``) with a CRF over first sub-tokens,
     saved as ``config.json`` + ``model.safetensors`` (no CRF keys) + ``crf.safetensors`` (what the exporter reads)."""
@@ -295,7 +212,7 @@ class LacBiGruCrf(CrfTagger):
     def __init__(self, config: dict):
         super().__init__()
         cfg = dict(DEFAULT_CONFIG)
-        cfg.update(config)
+        cfg.update(check_config(config))
         self.config = cfg
         self.num_labels = int(cfg["num_labels"])
         H = int(cfg["hidden_size"])
@@ -306,27 +223,6 @@ class LacBiGruCrf(CrfTagger):
             SelfAttentionLayer(2 * H, int(cfg["attention_heads"]), int(cfg["attention_ffn"]), float(cfg["dropout"]))
             for _ in range(int(cfg["num_attention_layers"]))
         )
-        self.bigram_buckets = int(cfg["bigram_buckets"])
-        if self.bigram_buckets:
-            # hashed character bigrams (left and right), added to the character embedding through a projection
-            self.bigram = nn.Embedding(self.bigram_buckets, int(cfg["bigram_dim"]))
-            nn.init.zeros_(self.bigram.weight)  # unseen bigrams contribute nothing
-            self.bigram_proj = nn.Linear(2 * int(cfg["bigram_dim"]), int(cfg["embedding_dim"]), bias=False)
-        self.lac_features = int(cfg["lac_features"])
-        if self.lac_features:
-            # A frozen copy of LAC (embedding, BiGRUs, its own tag layer): fine-tuning makes the trainable copy forget
-            # what LAC learnt from its large corpus (42 % of dev entities never occur in MSRA train); this copy keeps
-            # it. Its hidden states and tag probabilities (bounded, unlike its raw scores) join through a projection
-            # that starts at zero, so training starts from the plain model.
-            E = int(cfg["embedding_dim"])
-            self.lac_embed = nn.Embedding(int(cfg["vocab_size"]), E)
-            self.lac_grus = nn.ModuleList(BiGRULayer(E if i == 0 else 2 * H, H) for i in range(2))
-            self.lac_out = nn.Linear(2 * H, int(cfg["lac_tags"]))
-            for module in (self.lac_embed, self.lac_grus, self.lac_out):
-                module.requires_grad_(False)
-            self.lac_proj = nn.Linear(2 * H + int(cfg["lac_tags"]), 2 * H)
-            nn.init.zeros_(self.lac_proj.weight)
-            nn.init.zeros_(self.lac_proj.bias)
         self.lexicon_buckets = int(cfg["lexicon_buckets"])
         if self.lexicon_buckets:
             # Word knowledge from an outside lexicon (training.lexicon): which dictionary words, of which type, cover
@@ -351,15 +247,6 @@ class LacBiGruCrf(CrfTagger):
         # reverse each row's first `length` positions, keep padding in place (an involution)
         rev_index = torch.where(pos < lengths, lengths - 1 - pos, pos)
         x = self.embed(input_ids)
-        if self.bigram_buckets:
-            ids = input_ids * mask  # padding reads as id 0
-            zero = torch.zeros_like(ids[:, :1])
-            prev = torch.cat([zero, ids[:, :-1]], dim=1)
-            nxt = torch.cat([ids[:, 1:], zero], dim=1)
-            v = int(self.config["vocab_size"])
-            left = self.bigram(torch.remainder(prev * v + ids, self.bigram_buckets))
-            right = self.bigram(torch.remainder(ids * v + nxt, self.bigram_buckets))
-            x = x + self.bigram_proj(torch.cat([left, right], dim=-1))
         if self.lexicon_buckets:
             words = lexicon_features if lexicon_features is not None else self.lexicon(input_ids, attention_mask)
             x = x + self.lexicon_in(words)
@@ -368,16 +255,20 @@ class LacBiGruCrf(CrfTagger):
             x = self.drop(layer(x, rev_index))
         if self.lexicon_buckets:
             x = x + self.drop(self.lexicon_out(words))
-        if self.lac_features:
-            y = self.lac_embed(input_ids)
-            for layer in self.lac_grus:
-                y = layer(y, rev_index)
-            x = x + self.drop(self.lac_proj(torch.cat([y, self.lac_out(y).softmax(dim=-1)], dim=-1)))
         if len(self.attn):
             key_bias = ((1 - mask).to(x.dtype) * -10000.0)[:, None, None, :]
             for layer in self.attn:
                 x = layer(x, key_bias)
         return self.head(x)
+
+
+def check_config(config: dict) -> dict:
+    """``config`` without the keys of removed features; a checkpoint that switches one on is refused."""
+    on = {k: config[k] for k, off in REMOVED_FEATURES.items() if k in config and config[k] != off}
+    if on:
+        raise ValueError(f"the checkpoint uses {', '.join(f'{k}={v!r}' for k, v in on.items())}, a feature this "
+                         f"architecture no longer has (see docs/experiments.md for the commit that still has it)")
+    return {k: v for k, v in config.items() if k not in REMOVED_FEATURES and k not in IGNORED_KEYS}
 
 
 def label_config(labels: list[str]) -> dict:

@@ -1,7 +1,9 @@
-"""Entity-level precision, recall and F1 (exact type and boundaries), overall (micro) and per type.
+"""Entity-level precision, recall and F1 (exact type and boundaries), overall (micro) and per type: the one score of
+the project, for training's dev scoring and for ``python -m evaluation``.
 
-The arithmetic is plain counting over sets of (sentence, type, start, end); a test checks it against seqeval's
-strict IOB2 mode on the same predictions and against a hand-computed fixture.
+The arithmetic is plain counting over sets of (sentence, type, start, end), which also tells which entities differ;
+tests/test_scoring.py checks it against seqeval's strict IOB2 mode on the same predictions and against a
+hand-computed fixture.
 """
 
 from __future__ import annotations
@@ -47,9 +49,10 @@ def score(gold: set[Span], predicted: set[Span]) -> dict:
     }
 
 
-def table(scores: dict, title: str) -> str:
-    lines = [f"{title}", f"{'type':<8}{'P':>8}{'R':>8}{'F1':>8}{'support':>9}"]
-    rows = list(scores["per_type"].items()) + [("overall", scores["overall"])]
-    for name, s in rows:
-        lines.append(f"{name:<8}{100 * s['precision']:8.2f}{100 * s['recall']:8.2f}{100 * s['f1']:8.2f}{s['support']:9d}")
-    return "\n".join(lines)
+def score_tags(gold_tags: list[list[str]], predicted_tags: list[list[str]]) -> dict:
+    """``score`` of sentences given as IOB2 tags, both read strictly."""
+    gold, predicted = set(), set()
+    for i, (g, p) in enumerate(zip(gold_tags, predicted_tags, strict=True)):
+        gold |= spans_from_tags(i, g)
+        predicted |= spans_from_tags(i, p)
+    return score(gold, predicted)

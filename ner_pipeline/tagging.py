@@ -55,6 +55,16 @@ def detect_scheme(labels: list[str]) -> str:
     return "BIO"
 
 
+SCHEME_PREFIXES = {"BIO": "BI", "BIOES": "BIES", "BMES": "BMES"}
+
+
+def scheme_labels(scheme: str, types) -> list[str]:
+    """A scheme's label set: O, then each type's prefixes in the scheme's order (B-PER, I-PER, ..., B-LOC, ...)."""
+    if scheme not in SCHEME_PREFIXES:
+        raise ValueError(f"unknown tag scheme {scheme!r}; one of {', '.join(SCHEME_PREFIXES)}")
+    return ["O"] + [f"{prefix}-{kind}" for kind in types for prefix in SCHEME_PREFIXES[scheme]]
+
+
 def entity_types(labels: list[str]) -> list[str]:
     return sorted({tag.type for tag in map(parse_label, labels) if tag is not OUTSIDE})
 

@@ -19,7 +19,7 @@ import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from export.paths import REPO_ROOT, vocab_file
+from ner_model.data import REPO_ROOT, vocab_file
 from export.repository import RepositoryConfig
 
 BUILD = REPO_ROOT / "build" / "perf"
@@ -118,10 +118,10 @@ def entity_rate_bias(model, tokenizer_dir: Path, crf: dict, sentences: int = 200
     import numpy as np
     import torch
 
-    from export.paths import msra_file
     from export.layouts import crf_from
     from ner_pipeline.crf import viterbi
-    from training.data import load_tokenizer, read_bio
+    from export.checkpoint import load_tokenizer
+    from ner_model.data import msra_file, read_bio
 
     train = read_bio(msra_file("train"))
     target = sum(tag.startswith("B-") for _, tags in train for tag in tags) / len(train)
@@ -160,7 +160,7 @@ def bench_repository_config(**overrides) -> RepositoryConfig:
 # The export (ONNX FP32, INT8, parity) depends on these; the layout of the served repository is redone every run
 # from the current templates and settings (seconds), so tuning the configs never re-exports a model.
 _EXPORT_CODE = sorted(p for p in (REPO_ROOT / "export").glob("*.py") if p.name != "repository.py") + [
-    REPO_ROOT / "training" / "model.py", REPO_ROOT / "ner_pipeline"]
+    REPO_ROOT / "ner_model", REPO_ROOT / "ner_pipeline"]
 
 
 def exported(spec: ModelSpec, log=print) -> Path:

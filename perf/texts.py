@@ -1,11 +1,11 @@
-"""The benchmark's texts: sentences of the MSRA test set (``export.paths.msra_file("test")``), in file order, with
+"""The benchmark's texts: sentences of the MSRA test set (``ner_model.data.msra_file("test")``), in file order, with
 their gold entities for the accuracy check."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from export.paths import msra_file
+from ner_model.data import msra_file
 
 
 @dataclass(frozen=True)
@@ -15,8 +15,8 @@ class Sentence:
 
 
 def _spans(tags: list[str]) -> set[tuple[int, int, str]]:
-    """Gold entities read strictly, as the project's evaluation does (``evaluation.scoring``)."""
-    from evaluation.scoring import spans_from_tags
+    """Gold entities read strictly, as the project's evaluation does (``ner_model.scoring``)."""
+    from ner_model.scoring import spans_from_tags
 
     return {(start, end, kind) for _, kind, start, end in spans_from_tags(0, tags)}
 

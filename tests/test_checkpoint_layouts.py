@@ -46,7 +46,7 @@ import torch
 
 from export.__main__ import export_checkpoint
 from export.checkpoint import CheckpointError, load_checkpoint
-from export.paths import vocab_file
+from ner_model.data import vocab_file
 from export.repository import RepositoryConfig
 from serving.server import ServerConfig, TritonServer, free_port
 from triton_calls import client, text_tensor

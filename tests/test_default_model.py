@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from export.__main__ import export_checkpoint
-from export.paths import REPO_ROOT
+from ner_model.data import REPO_ROOT
 from export.repository import RepositoryConfig
 from serving.server import ServerConfig, TritonServer, free_port
 

@@ -1,4 +1,4 @@
-"""The default model's ensemble (``training.ensemble``): members' emissions averaged, their CRFs averaged into one that
+"""The default model's ensemble (``ner_model.ensemble``): members' emissions averaged, their CRFs averaged into one that
 the server's ordinary Viterbi decodes exactly, one lexicon table for all members, the RaNER-style checkpoint outside
 (loaded and exported by the project's exporter like any other checkpoint)."""
 
@@ -12,10 +12,13 @@ import pytest
 import torch
 
 from ner_pipeline.crf import CrfParameters, viterbi
+from export.checkpoint import load_tokenizer
+from ner_model.architecture import LacBiGruCrf
+from ner_model.ensemble import LacBiGruCrfEnsemble, load_tagger
 from training import data as D
-from training.ensemble import LacBiGruCrfEnsemble, average_members, load_tagger
 from training.lexicon import build_tables
-from training.model import LacBiGruCrf
+
+pytestmark = pytest.mark.unit
 
 WORDS = ["张三", "北京", "北京大学", "访问"]
 TEXTS = ["张三访问北京大学", "北京", "中华人民共和国国务院新闻办公室今天举行新闻发布会。"]
@@ -23,7 +26,7 @@ TEXTS = ["张三访问北京大学", "北京", "中华人民共和国国务院�
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return D.load_tokenizer(Path(__file__).resolve().parent.parent / "models" / "default")
+    return load_tokenizer(Path(__file__).resolve().parent.parent / "models" / "default")
 
 
 def _member(seed: int, tables, buckets: int = 256) -> LacBiGruCrf:
@@ -130,24 +133,17 @@ def test_members_with_different_lexicon_tables_are_refused(members, tokenizer):
         LacBiGruCrfEnsemble.from_members([members[0], stranger])
 
 
-def test_average_of_members_is_one_model_with_their_mean_weights(members, tables, tokenizer):
-    """``--combine average``: one ``LacBiGruCrf`` (one member's serving cost) whose every float weight, CRF included,
-    is the members' mean; the lexicon table is kept as it is, and a model averaged with itself is unchanged."""
-    soup = average_members(members)
-    assert type(soup) is LacBiGruCrf
-    states = [m.state_dict() for m in members]
-    for key, value in soup.state_dict().items():
-        if value.is_floating_point():
-            torch.testing.assert_close(value, (states[0][key] + states[1][key]) / 2)
-        else:
-            assert torch.equal(value, states[0][key]), key
-    assert not torch.equal(soup.crf.transitions, members[0].crf.transitions)
-
-    ids, mask = (torch.from_numpy(a) for a in _batch(tokenizer, TEXTS))
-    with torch.no_grad():
-        np.testing.assert_allclose(average_members([members[0], members[0]])(ids, mask).numpy(),
-                                   members[0](ids, mask).numpy(), atol=1e-6)
-    other_ids = tokenizer(["上海", "新华社"], add_special_tokens=False)["input_ids"]
-    stranger = _member(3, build_tables([(i, 2) for i in other_ids], 256))
-    with pytest.raises(ValueError, match="cannot be averaged"):
-        average_members([members[0], stranger])
+def test_removed_features_load_only_switched_off(members, tmp_path):
+    """A checkpoint may name a removed feature (bigram or LAC features) switched off, as the shipped model does; one
+    that switches it on is refused with the reason, not loaded into a model that would silently differ."""
+    config = dict(members[0].config)
+    shipped = LacBiGruCrf({**config, "bigram_buckets": 0, "bigram_dim": 64, "lac_features": 0, "lac_tags": 59})
+    assert shipped.state_dict().keys() == members[0].state_dict().keys()
+    for feature in ({"bigram_buckets": 4096}, {"lac_features": 1}):
+        with pytest.raises(ValueError, match="no longer has"):
+            LacBiGruCrf({**config, **feature})
+    ensemble = LacBiGruCrfEnsemble.from_members(members)
+    ensemble.config["members"][1]["lac_features"] = 1
+    ensemble.save_pretrained(tmp_path / "ckpt")
+    with pytest.raises(ValueError, match="lac_features=1"):
+        load_tagger(tmp_path / "ckpt")

@@ -6,9 +6,9 @@ import json
 import subprocess
 import sys
 
-from export.paths import REPO_ROOT
+from ner_model.data import REPO_ROOT
 from texts import AWKWARD_TEXTS, expected_entities
-from evaluation.scoring import tags_from_spans
+from ner_model.scoring import tags_from_spans
 
 
 def write_bio(path, texts):

@@ -1,5 +1,5 @@
 """The outside word lexicon of the default model (``--lexicon jieba``): tables built by ``training.lexicon``, matched
-inside the graph by ``training.model.LexiconMatcher``, the same in torch and in ONNX Runtime (FP32 and INT8)."""
+inside the graph by ``ner_model.lexicon.LexiconMatcher``, the same in torch and in ONNX Runtime (FP32 and INT8)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from training import data as D
+from export.checkpoint import load_tokenizer
+from ner_model.architecture import LacBiGruCrf
+from ner_model.lexicon import LEXICON_TYPES, LexiconMatcher
 from training.lexicon import build_tables, read_dictionary, word_ids
-from training.model import LEXICON_TYPES, LacBiGruCrf, LexiconMatcher
+
+pytestmark = pytest.mark.unit
 
 DICTIONARY = "\n".join([
     "北京 100 ns", "北京大学 30 nt", "张三 3 nr", "访问 50 v", "大学 80 n", "ABC公司 3 nt", "中 9 f", "一二三四五六七八九 3 m",
@@ -21,7 +24,7 @@ DICTIONARY = "\n".join([
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return D.load_tokenizer(Path(__file__).resolve().parent.parent / "models" / "default")
+    return load_tokenizer(Path(__file__).resolve().parent.parent / "models" / "default")
 
 
 def _matcher(entries, buckets=1 << 10, max_len=8):

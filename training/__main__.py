@@ -1,7 +1,7 @@
-"""``python -m training --output models/default`` trains the default model (see training/train.py for flags)."""
+"""``python -m training --output models/default`` trains the default model (``--help`` lists the options)."""
 
 import sys
 
-from .train import main
+from .cli import main
 
 sys.exit(main())

@@ -1,4 +1,4 @@
-"""MSRA-style BIO data: reading, tokenisation into the server's word units, chunking and batching.
+"""MSRA-style BIO data for training: tokenisation into the server's word units, chunking and batching.
 
 The serving path (see the decoder model) tokenises a text with the bert-base-chinese fast tokenizer, wraps it as
 ``[CLS] tokens [SEP]`` and scores only the first sub-token of every word (``word_ids``: each CJK character alone, a
@@ -9,7 +9,6 @@ tokenised, and each word is labelled with the tag of its first character.
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 from dataclasses import dataclass, field
@@ -17,46 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from ner_pipeline import tagging
+from ner_pipeline.windows import CLS_ID, PAD_ID, SEP_ID
 
-LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]  # the corpus's BIO, in which data is read
 ENTITY_TYPES = ("PER", "LOC", "ORG")
-TAG_SCHEMES = ("bio", "bioes")
-CLS_ID, SEP_ID, PAD_ID, UNK_ID = 101, 102, 0, 100
+LABELS = tagging.scheme_labels("BIO", ENTITY_TYPES)  # the corpus's, in which data is read
+TAG_SCHEMES = {"bio": "BIO", "bioes": "BIOES"}  # --tag-scheme → the scheme's name in ner_pipeline.tagging
+UNK_ID = 100
 # Characters after which a long sentence is preferably cut into chunks.
 CUT_AFTER = set("。！？；，、：!?;,:")
-
-
-def default_data_dir() -> Path:
-    """``NER_DATA_DIR`` or ``../shared/data`` relative to the repository root."""
-    env = os.environ.get("NER_DATA_DIR")
-    return Path(env) if env else (REPO_ROOT.parent / "shared" / "data")
-
-
-def vocab_path(data_dir: Path) -> Path:
-    return Path(data_dir) / "vocab" / "bert-base-chinese-vocab.txt"
-
-
-def read_bio(path) -> list[tuple[list[str], list[str]]]:
-    """Read ``char<TAB>tag`` lines; a blank line ends a sentence; an empty tag reads as ``O``."""
-    sentences, chars, tags = [], [], []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.rstrip("\n").rstrip("\r")
-            if not line.strip():
-                if chars:
-                    sentences.append((chars, tags))
-                    chars, tags = [], []
-                continue
-            char, _, tag = line.partition("\t")
-            tag = tag.strip() or "O"
-            if len(char) != 1:  # defensive: keep one code point per position
-                char = char[:1] or " "
-            chars.append(char)
-            tags.append(tag)
-    if chars:
-        sentences.append((chars, tags))
-    return sentences
 
 
 def split_train_dev(sentences, dev_size: int):
@@ -92,33 +60,20 @@ def write_tokenizer_files(directory, vocab_file) -> None:
     (directory / "special_tokens_map.json").write_text(json.dumps(specials, indent=2) + "\n")
 
 
-def load_tokenizer(directory, vocab_file=None):
-    """Load the fast tokenizer from a directory and check that ids equal vocab line numbers."""
-    from transformers import AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # silence "model of type lac_bigru_crf" notes from reading config.json
-    try:
-        tok = AutoTokenizer.from_pretrained(str(directory))
-    finally:
-        hf_logging.set_verbosity(level)
-    if not getattr(tok, "is_fast", False):
-        raise RuntimeError("expected a fast tokenizer")
-    vocab_file = Path(vocab_file) if vocab_file else Path(directory) / "vocab.txt"
-    lines = vocab_file.read_text(encoding="utf-8").split("\n")
+def check_vocab_ids(tokenizer, vocab_file) -> None:
+    """Token ids must be the vocabulary's line numbers: the embedding rows were initialised by line."""
+    lines = Path(vocab_file).read_text(encoding="utf-8").split("\n")
     if lines and lines[-1] == "":
         lines = lines[:-1]
     # bert-base-chinese's vocab repeats 53 "##x" lines; the tokenizer (like the original) maps a repeated token to
     # its last line. Every other token's id must be its line number.
     last = {t: i for i, t in enumerate(lines)}
-    vocab = tok.get_vocab()
+    vocab = tokenizer.get_vocab()
     if max(vocab.values()) != len(lines) - 1 or len(vocab) != len(last):
         raise RuntimeError(f"tokenizer vocab ({len(vocab)} tokens) does not match {vocab_file} ({len(lines)} lines)")
     bad = [t for t, i in last.items() if vocab.get(t) != i]
     if bad:
         raise RuntimeError(f"token ids differ from vocab line numbers for {len(bad)} tokens, e.g. {bad[:5]}")
-    return tok
 
 
 # --------------------------------------------------------------------------------------------------- encoding
@@ -263,13 +218,11 @@ def bucket_batches(chunks: list[Chunk], max_batch_tokens: int, max_batch_size: i
 
 # --------------------------------------------------------------------------------------------------- tag schemes
 def scheme_labels(scheme: str) -> list[str]:
-    """The model's labels under a tag scheme: the corpus's BIO, or BIOES (E ends a span of several words, S is a
-    span of one)."""
-    if scheme == "bio":
-        return list(LABELS)
-    if scheme == "bioes":
-        return ["O"] + [f"{prefix}-{kind}" for kind in ENTITY_TYPES for prefix in "BIES"]
-    raise ValueError(f"unknown tag scheme {scheme!r}; one of {TAG_SCHEMES}")
+    """The model's labels under a ``--tag-scheme`` (``bio``: the corpus's; ``bioes``: E ends a span of several words,
+    S is a span of one)."""
+    if scheme not in TAG_SCHEMES:
+        raise ValueError(f"unknown tag scheme {scheme!r}; one of {', '.join(TAG_SCHEMES)}")
+    return tagging.scheme_labels(TAG_SCHEMES[scheme], ENTITY_TYPES)
 
 
 def bio_to_scheme(bio_ids: np.ndarray, labels: list[str]) -> np.ndarray:
@@ -309,10 +262,8 @@ def word_tags_to_char_tags(e: Encoded, word_tags: list[str], scheme: str = "BIO"
     strict: a stray I or E opens nothing); an entity's first character is ``B-<type>`` and its other characters, up to
     the end of its last word, ``I-<type>``. Everything else is ``O``.
     """
-    from ner_pipeline.tagging import chunk, parse_label
-
     out = ["O"] * e.n_chars
-    for kind, first, last in chunk([parse_label(tag) for tag in word_tags], scheme):
+    for kind, first, last in tagging.chunk([tagging.parse_label(tag) for tag in word_tags], scheme):
         start, end = e.word_char_start[first], min(e.word_char_end[last], e.n_chars)
         out[start] = "B-" + kind
         for c in range(start + 1, end):

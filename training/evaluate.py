@@ -1,4 +1,4 @@
-"""In-process scoring: decode with the model's own CRF over first sub-tokens, map back to characters, seqeval.
+"""In-process scoring: decode with the model's own CRF over first sub-tokens, map back to characters, score.
 
 ``python -m training.evaluate --model models/default --split dev|test`` scores a checkpoint in process (FP32 torch,
 whole sentences, no windowing: the GRU has no position limit).
@@ -6,15 +6,15 @@ whole sentences, no windowing: the GRU has no position limit).
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+
+from ner_model.data import msra_file, read_bio
+from ner_model.scoring import score_tags
 
 from . import data as D
 
@@ -59,47 +59,35 @@ def char_level(encoded: list, word_preds: list, labels: list[str]):
     return gold, pred
 
 
-def seqeval_scores(gold, pred) -> dict:
-    from seqeval.metrics import classification_report
-    from seqeval.scheme import IOB2
-
-    rep = classification_report(gold, pred, mode="strict", scheme=IOB2, output_dict=True, zero_division=0, digits=6)
-    out = {}
-    for key, name in (("micro avg", "overall"), ("PER", "PER"), ("LOC", "LOC"), ("ORG", "ORG")):
-        if key in rep:
-            r = rep[key]
-            out[name] = {"precision": 100 * r["precision"], "recall": 100 * r["recall"], "f1": 100 * r["f1-score"],
-                         "support": int(r["support"])}
-    return out
+def dev_scores(gold, pred) -> dict:
+    """``ner_model.scoring`` in percent, as the training log and the checkpoint's ``dev_scores`` record it:
+    {"overall": {...}, "PER": {...}, ...} with precision, recall, f1 and support."""
+    scores = score_tags(gold, pred)
+    return {name: {"precision": 100 * s["precision"], "recall": 100 * s["recall"], "f1": 100 * s["f1"],
+                   "support": s["support"]}
+            for name, s in {"overall": scores["overall"], **scores["per_type"]}.items()}
 
 
 def evaluate(model, encoded, labels, **kw) -> dict:
     preds = predict(model, encoded, **kw)
     gold, pred = char_level(encoded, preds, labels)
-    return seqeval_scores(gold, pred)
+    return dev_scores(gold, pred)
 
 
-def main(argv=None):
-    from .ensemble import load_tagger
+def score_checkpoint(args) -> int:
+    """``python -m training.evaluate`` with the parsed options (``training.cli.EVALUATE_SETTINGS``)."""
+    from export.checkpoint import load_tokenizer
+    from ner_model.ensemble import load_tagger
 
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", default=os.environ.get("NER_MODEL_DIR", "models/default"))
-    ap.add_argument("--data-dir", default=os.environ.get("NER_DATA_DIR"))
-    ap.add_argument("--split", choices=["dev", "test"], default="dev")
-    ap.add_argument("--dev-size", type=int, default=None, help="default: the checkpoint's training config")
-    ap.add_argument("--threads", type=int, default=int(os.environ.get("NER_TRAIN_THREADS", "2")))
-    ap.add_argument("--output", default=None, help="write the scores as JSON here")
-    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    data_dir = Path(args.data_dir) if args.data_dir else D.default_data_dir()
     model = load_tagger(args.model)
     labels = [model.config["id2label"][str(i)] for i in range(model.num_labels)]
-    tok = D.load_tokenizer(args.model)
+    tok = load_tokenizer(args.model)
     if args.split == "test":
-        sents = D.read_bio(data_dir / "msra" / "test.bio")
+        sents = read_bio(msra_file("test", args.data_dir))
     else:
         dev_size = args.dev_size or int(model.config.get("training", {}).get("dev_size", 3000))
-        sents = D.split_train_dev(D.read_bio(data_dir / "msra" / "train.bio"), dev_size)[1]
+        sents = D.split_train_dev(read_bio(msra_file("train", args.data_dir)), dev_size)[1]
     enc = D.encode_sentences(tok, sents)
     t0 = time.time()
     scores = evaluate(model, enc, labels, progress=True)
@@ -114,4 +102,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .cli import evaluate_main
+
+    sys.exit(evaluate_main())

@@ -1,5 +1,5 @@
 """An outside word lexicon for the default model: jieba's dictionary (PyPI ``jieba==0.42.1``, MIT), its words with
-their part of speech, turned into the hash tables of ``training.model.LexiconMatcher``.
+their part of speech, turned into the hash tables of ``ner_model.lexicon.LexiconMatcher``.
 
 42 % of dev entities never occur in MSRA train; a dictionary built from a large corpus knows many of them as words,
 and its part-of-speech tags name people (``nr``, ``nrt``, ``nrfg``), places (``ns``) and organisations (``nt``).
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .model import LEXICON_TYPES, ngram_hashes
+from ner_model.lexicon import LEXICON_TYPES, ngram_hashes
 
 POS_TO_TYPE = {"nr": "PER", "nrt": "PER", "nrfg": "PER", "ns": "LOC", "nt": "ORG"}
 

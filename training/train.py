@@ -1,118 +1,46 @@
-"""Train the default Chinese NER model (LAC BiGRU + CRF) on MSRA on CPU.
+"""Training the default model: one model, or ``--members`` of them at once combined into an ensemble.
 
-Every flag can also be given as an environment variable ``NER_TRAIN_<FLAG>`` (e.g. ``--epochs`` ↔
-``NER_TRAIN_EPOCHS``, ``--max-minutes`` ↔ ``NER_TRAIN_MAX_MINUTES``); ``--data-dir`` also reads ``NER_DATA_DIR``.
-The command line wins over the environment.
+The options are declared in ``training.cli`` (``python -m training --help``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import os
 import random
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ner_model.architecture import LacBiGruCrf, label_config
+from ner_model.data import msra_file, read_bio, vocab_file
+
 from . import data as D
 from .augment import mask_tokens, mention_pool, replace_mentions
-from .evaluate import evaluate
+from .cli import SETTINGS
 from .ensemble import PROGRESS_PREFIX
-from .model import LacBiGruCrf, label_config
+from .evaluate import evaluate
 
 COMBINE_MINUTES = 2.0  # kept, in an ensemble run, for loading the members, scoring the ensemble on dev and saving it
-MEMBER_FLAGS_SET_BY_ENSEMBLE = ("output", "seed", "threads", "members", "members-dir", "max-minutes", "no-progress")
-
-FLAGS = [
-    # name, type, default, help
-    ("output", str, "models/default", "checkpoint directory (the best dev-F1 checkpoint is saved here)"),
-    ("data-dir", str, None, "folder holding msra/{train,test}.bio and vocab/ (default: NER_DATA_DIR or ../shared/data)"),
-    ("init", str, "lac", "encoder initialisation: lac (pretrained Baidu LAC) or random"),
-    ("epochs", float, 12.0, "passes over the training chunks (fractions allowed)"),
-    ("max-steps", int, 0, "stop after this many steps (0: no limit beyond --epochs)"),
-    ("max-minutes", float, 45.0, "wall-time limit of the whole command, data loading and final save included"),
-    ("time-schedule", int, 1, "1: the learning rate decays by the larger of step and wall-time progress, so a slow "
-     "(shared) CPU still ends with a fully decayed schedule within --max-minutes; 0: by steps only (hard stop)"),
-    ("batch-tokens", int, 4096, "padded tokens per batch at most"),
-    ("batch-size", int, 64, "chunks per batch at most"),
-    ("max-chunk-tokens", int, 128, "long sentences are cut into chunks of at most this many tokens"),
-    ("lr", float, 3e-3, "peak learning rate of the encoder (AdamW)"),
-    ("head-lr", float, 5e-3, "peak learning rate of the emission head"),
-    ("crf-lr", float, 2e-2, "peak learning rate of the CRF"),
-    ("embed-lr-scale", float, 1.0, "multiplier of --lr for the embedding"),
-    ("weight-decay", float, 0.0, "AdamW weight decay (not on biases, norms or the CRF)"),
-    ("warmup", float, 0.03, "linear warm-up, fraction of the steps"),
-    ("min-lr-ratio", float, 0.0, "linear decay ends at this fraction of the peak"),
-    ("grad-clip", float, 5.0, "gradient norm clip"),
-    ("dropout", float, 0.1, "dropout on embeddings and between layers"),
-    ("num-gru-layers", int, 2, "BiGRU layers (LAC has 2; extra ones start random)"),
-    ("num-attention-layers", int, 1, "self-attention layers on top of the GRUs"),
-    ("tag-scheme", str, "bioes", "word tags the model learns: bio (the corpus's) or bioes (E ends a multi-word entity, S "
-     "is a one-word entity); the serving decoder reads either from the checkpoint's labels"),
-    ("mention-replace", float, 0.0, "probability of swapping each training entity, per batch, for another training "
-     "entity of its type (0: off; training/augment.py)"),
-    ("token-dropout", float, 0.0, "probability of hiding each real training token as [UNK], per batch (0: off; "
-     "training/augment.py)"),
-    ("lac-features", int, 0, "1: a frozen copy of LAC (with its own tag layer) adds its features before attention "
-     "(needs --init lac)"),
-    ("lexicon", str, "jieba", "jieba: an outside word lexicon (jieba's dictionary with its person/place/organisation "
-     "tags) marks the dictionary words covering each token (training/lexicon.py); none: off"),
-    ("lexicon-buckets", int, 1 << 20, "hash-table size of the lexicon (each bucket: a 4-byte fingerprint, a 1-byte code)"),
-    ("lexicon-max-len", int, 8, "longest lexicon word, in tokens"),
-    ("bigram-buckets", int, 0, "hashed character-bigram embedding rows (0: no bigram features)"),
-    ("bigram-dim", int, 64, "bigram embedding size"),
-    ("hidden-size", int, 128, "GRU hidden size per direction (128 with --init lac)"),
-    ("embedding-dim", int, 128, "character embedding size (128 with --init lac)"),
-    ("dev-size", int, 3000, "the last N training sentences form the dev split"),
-    ("train-limit", int, 0, "use only the first N training sentences (0: all; for smoke tests)"),
-    ("dev-limit", int, 0, "use only the first N dev sentences (0: all)"),
-    ("eval-every", int, 700, "steps between dev evaluations"),
-    ("average-from", float, 1.0, "from this fraction of the steps on, the weights are also averaged every "
-     "--average-every steps (torch's AveragedModel); at the end the average is scored on dev and kept when it beats "
-     "the best single checkpoint (1: off; 0.75 was tried, see the model card)"),
-    ("average-every", int, 50, "steps between the snapshots that join the weight average"),
-    ("seed", int, 13, "random seed (ensemble members: seed, seed + 1, ...)"),
-    ("init-seed", int, 0, "seed of the layers that start random (self-attention, head); 0: "
-     "--seed. Ensemble members given one --init-seed start from the same weights and differ only in data order and "
-     "dropout"),
-    ("members", int, 1, "models trained at once from consecutive seeds and served as one (training/ensemble.py; "
-     "2 members need --max-minutes 57)"),
-    ("combine", str, "ensemble", "how --members become one checkpoint: ensemble (mean emissions; serving runs every "
-     "member) or average (mean weights, served at one member's cost; needs --init-seed so that the members start "
-     "from the same weights)"),
-    ("members-dir", str, "build/training-members", "where ensemble members are trained, each in seed-<n>/ (kept for "
-     "inspection, not needed to serve)"),
-    ("threads", int, 2, "torch intra-op threads"),
-    ("no-progress", int, 0, "1: no tqdm bar"),
-]
+MEMBER_SETTINGS_SET_BY_ENSEMBLE = ("output", "seed", "threads", "members", "members_dir", "max_minutes", "progress",
+                                   "progress_lines")
+NOT_TRAINING_CONFIG = ("output", "data_dir", "progress", "progress_lines", "members_dir")
+LAC_GRU_LAYERS = 2
 
 
-def env_name(flag: str) -> str:
-    return "NER_TRAIN_" + flag.upper().replace("-", "_")
+def plain(args) -> dict:
+    """The parsed options as JSON values."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m training", description=__doc__,
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for name, typ, default, help_ in FLAGS:
-        env = os.environ.get(env_name(name))
-        if name == "data-dir" and env is None:
-            env = os.environ.get("NER_DATA_DIR")
-        value = typ(env) if env is not None else default
-        ap.add_argument("--" + name, type=typ, default=value, help=f"{help_} [env {env_name(name)}]")
-    args = ap.parse_args(argv)
-    if args.combine not in ("ensemble", "average"):
-        ap.error(f"--combine must be ensemble or average, not {args.combine!r}")
-    if args.combine == "average" and args.members > 1 and not args.init_seed:
-        ap.error("--combine average needs --init-seed: members that start from different weights cannot be averaged")
-    if args.tag_scheme not in D.TAG_SCHEMES:
-        ap.error(f"--tag-scheme must be one of {', '.join(D.TAG_SCHEMES)}, not {args.tag_scheme!r}")
-    return args
+def command_line(name: str, value) -> list[str]:
+    """The flag(s) that give setting ``name`` the parsed ``value``."""
+    setting = SETTINGS[name]
+    if isinstance(value, bool):
+        return [setting.flag if value else "--no-" + setting.flag[2:]]
+    return [setting.flag, str(value)]
 
 
 def seed_everything(seed: int) -> None:
@@ -133,19 +61,14 @@ def build_model(args, labels, vocab_lines, tokenizer=None) -> LacBiGruCrf:
     cfg = {
         **label_config(labels),
         "vocab_size": len(vocab_lines),
-        "num_gru_layers": args.num_gru_layers,
+        "num_gru_layers": LAC_GRU_LAYERS,
         "num_attention_layers": args.num_attention_layers,
         "dropout": args.dropout,
         "hidden_size": args.hidden_size,
         "embedding_dim": args.embedding_dim,
-        "bigram_buckets": args.bigram_buckets,
-        "bigram_dim": args.bigram_dim,
-        "lac_features": args.lac_features,
         "lexicon_buckets": args.lexicon_buckets if args.lexicon != "none" else 0,
         "lexicon_max_len": args.lexicon_max_len,
     }
-    if args.lac_features and args.init != "lac":
-        raise SystemExit("--lac-features 1 needs --init lac")
     if args.init == "lac" and (args.hidden_size != 128 or args.embedding_dim != 128):
         raise SystemExit("--init lac needs --hidden-size 128 and --embedding-dim 128")
     model = LacBiGruCrf(cfg)
@@ -158,17 +81,13 @@ def build_model(args, labels, vocab_lines, tokenizer=None) -> LacBiGruCrf:
             # [CLS] and [SEP] have no LAC counterpart: start them at zero (a neutral input)
             model.embed.weight[D.CLS_ID].zero_()
             model.embed.weight[D.SEP_ID].zero_()
-            gru_layers = L.gru_state_dicts(lac)
-            _load_grus(model.grus, gru_layers)
-            if args.num_attention_layers == 0 and args.num_gru_layers == 2:
+            for gru, layer in zip(model.grus, L.gru_state_dicts(lac)):
+                for d in ("fwd", "bwd"):
+                    getattr(gru, d).load_state_dict({k: torch.from_numpy(v) for k, v in layer[d].items()})
+            if args.num_attention_layers == 0:  # the head reads LAC's GRU output directly, as LAC's own tagger does
                 w, b = L.head_init(labels, lac)
                 model.head.weight.copy_(torch.from_numpy(w))
                 model.head.bias.copy_(torch.from_numpy(b))
-            if args.lac_features:
-                model.lac_embed.weight.copy_(model.embed.weight)
-                _load_grus(model.lac_grus, gru_layers)
-                model.lac_out.weight.copy_(torch.from_numpy(lac["inits"]["linear_0.w_0"].T.copy()))
-                model.lac_out.bias.copy_(torch.from_numpy(lac["inits"]["linear_0.b_0"].copy()))
             crf = L.crf_init(labels, lac)
             for k, v in crf.items():
                 getattr(model.crf, k).copy_(torch.from_numpy(v))
@@ -181,8 +100,6 @@ def build_model(args, labels, vocab_lines, tokenizer=None) -> LacBiGruCrf:
 def _fill_lexicon(model, args, tokenizer) -> None:
     from .lexicon import jieba_tables
 
-    if args.lexicon != "jieba":
-        raise SystemExit(f"unknown --lexicon {args.lexicon!r} (jieba or none)")
     tables = jieba_tables(tokenizer, args.lexicon_buckets, args.lexicon_max_len)
     tables.load_into(model.lexicon)
     model.config["lexicon"] = {"source": "jieba==0.42.1 dict.txt", "words": tables.words, "dropped": tables.dropped}
@@ -203,7 +120,7 @@ def param_groups(model, args):
         else:
             groups["encoder"].append(p)
     return [
-        {"params": groups["embed"], "lr": args.lr * args.embed_lr_scale, "weight_decay": 0.0},
+        {"params": groups["embed"], "lr": args.lr, "weight_decay": 0.0},
         {"params": groups["encoder"], "lr": args.lr, "weight_decay": args.weight_decay},
         {"params": groups["encoder_nd"], "lr": args.lr, "weight_decay": 0.0},
         {"params": groups["head"], "lr": args.head_lr, "weight_decay": 0.0},
@@ -211,17 +128,16 @@ def param_groups(model, args):
     ]
 
 
-def lr_factor(step: int, progress: float, warmup: int, warmup_frac: float, min_ratio: float) -> float:
-    """Linear warm-up over the first ``warmup`` steps, then linear decay over progress from ``warmup_frac`` to 1."""
+def lr_factor(step: int, progress: float, warmup: int, warmup_frac: float) -> float:
+    """Linear warm-up over the first ``warmup`` steps, then linear decay to 0 over progress from ``warmup_frac`` to 1."""
     if step < warmup:
         return (step + 1) / max(1, warmup)
-    frac = min(1.0, max(0.0, (progress - warmup_frac) / max(1e-9, 1.0 - warmup_frac)))
-    return max(min_ratio, 1.0 - (1.0 - min_ratio) * frac)
+    return 1.0 - min(1.0, max(0.0, (progress - warmup_frac) / max(1e-9, 1.0 - warmup_frac)))
 
 
 def initial_model(args, labels, vocab_lines, tokenizer=None) -> LacBiGruCrf:
     """The model before its first step. With --init-seed the layers that start random are drawn from that seed, so
-    members of different --seed start from the same weights (which --combine average needs)."""
+    members of different --seed start from the same weights."""
     if not args.init_seed:
         return build_model(args, labels, vocab_lines, tokenizer)
     torch.manual_seed(args.init_seed)
@@ -233,16 +149,18 @@ def initial_model(args, labels, vocab_lines, tokenizer=None) -> LacBiGruCrf:
 def prepare_data(args, out: Path):
     """Writes the tokenizer files into ``out`` and reads the train/dev split: (tokenizer, vocab lines, labels, train
     sentences, dev sentences)."""
-    data_dir = Path(args.data_dir) if args.data_dir else D.default_data_dir()
+    from export.checkpoint import load_tokenizer
+
     out.mkdir(parents=True, exist_ok=True)
-    # tokenizer: written into the checkpoint directory, then loaded from there (never from a vocab_file argument)
-    vfile = D.vocab_path(data_dir)
+    # tokenizer: written into the checkpoint directory, then loaded from there as the exporter will load it
+    vfile = vocab_file(args.data_dir)
     D.write_tokenizer_files(out, vfile)
-    tok = D.load_tokenizer(out, vfile)
+    tok = load_tokenizer(out)
+    D.check_vocab_ids(tok, vfile)
     vocab_lines = (out / "vocab.txt").read_text(encoding="utf-8").split("\n")
     if vocab_lines[-1] == "":
         vocab_lines = vocab_lines[:-1]
-    sents = D.read_bio(data_dir / "msra" / "train.bio")
+    sents = read_bio(msra_file("train", args.data_dir))
     train_s, dev_s = D.split_train_dev(sents, args.dev_size)
     if args.train_limit:
         train_s = train_s[: args.train_limit]
@@ -252,12 +170,13 @@ def prepare_data(args, out: Path):
 
 
 def training_config(args) -> dict:
-    return {k.replace("-", "_"): getattr(args, k.replace("-", "_")) for k, *_ in FLAGS
-            if k not in ("output", "data-dir", "no-progress", "members-dir")}
+    return {k: v for k, v in plain(args).items() if k not in NOT_TRAINING_CONFIG}
 
 
 def train_ensemble(args, t_start: float) -> int:
     """Trains ``--members`` models at once (one process each, the threads shared out), then saves their ensemble."""
+    from ner_model.ensemble import LacBiGruCrfEnsemble
+
     from . import ensemble as E
 
     seeds = E.member_seeds(args.seed, args.members)
@@ -267,12 +186,12 @@ def train_ensemble(args, t_start: float) -> int:
 
     def argv_for_member(seed: int, directory: Path) -> list[str]:
         argv = []
-        for name, *_ in FLAGS:
-            value = getattr(args, name.replace("-", "_"))
-            if name not in MEMBER_FLAGS_SET_BY_ENSEMBLE and value is not None:
-                argv += ["--" + name, str(value)]
+        for setting in SETTINGS:
+            value = getattr(args, setting.name)
+            if setting.name not in MEMBER_SETTINGS_SET_BY_ENSEMBLE and value is not None:
+                argv += command_line(setting.name, value)
         return argv + ["--output", str(directory), "--seed", str(seed), "--threads", str(threads), "--members", "1",
-                       "--max-minutes", f"{minutes:.2f}", "--no-progress", "1"]
+                       "--max-minutes", f"{minutes:.2f}", "--no-progress", "--progress-lines"]
 
     # measured: two members of one thread each take 45 minutes for the full 12-epoch schedule on 2 cores
     need = 45.0 * max(1.0, args.members / max(1, args.threads)) * args.epochs / 12
@@ -281,15 +200,12 @@ def train_ensemble(args, t_start: float) -> int:
               f"with {minutes:.0f} the time schedule will cut theirs short (raise --max-minutes)", flush=True)
     print(f"ensemble of {args.members} members (seeds {', '.join(map(str, seeds))}), trained at once with {threads} "
           f"thread(s) each and {minutes:.1f} minutes at most, in {args.members_dir}", flush=True)
-    E.train_members(argv_for_member, seeds, member_dirs, show_progress=not args.no_progress)
+    E.train_members(argv_for_member, seeds, member_dirs, show_progress=args.progress)
 
     out = Path(args.output)
     tok, _, labels, _, dev_s = prepare_data(args, out)
     members = [LacBiGruCrf.from_pretrained(d) for d in member_dirs]
-    if args.combine == "average":
-        combined = E.average_members(members)
-    else:
-        combined = E.LacBiGruCrfEnsemble.from_members(members)
+    combined = LacBiGruCrfEnsemble.from_members(members)
     dev_enc = D.encode_sentences(tok, dev_s)
     scores = evaluate(combined, dev_enc, labels)
     combined.config["training"] = training_config(args)
@@ -297,23 +213,22 @@ def train_ensemble(args, t_start: float) -> int:
     combined.save_pretrained(out)
     member_logs = [json.loads((d / "training_log.json").read_text()) for d in member_dirs]
     log = {
-        "args": vars(args),
+        "args": plain(args),
         "members": [{"seed": s, "best": lg["best"], "evals": lg["evals"], "steps": lg["steps"],
                      "stopped_by": lg["stopped_by"], "train_minutes": lg["train_minutes"]}
                     for s, lg in zip(seeds, member_logs)],
-        "combine": args.combine,
         "combined_dev_scores": scores,
         "train_minutes": round((time.time() - t_start) / 60, 2),
     }
     (out / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
     member_f1 = ", ".join(f"{lg['best']['f1']:.2f}" for lg in member_logs)
-    print(f"done in {log['train_minutes']} min: members' dev F1 {member_f1}; {args.combine} dev F1 "
+    print(f"done in {log['train_minutes']} min: members' dev F1 {member_f1}; ensemble dev F1 "
           f"{scores['overall']['f1']:.2f}; saved to {out}", flush=True)
     return 0
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def train(args) -> int:
+    """Runs ``python -m training`` with the parsed options."""
     t_start = time.time()
     if args.members > 1:
         return train_ensemble(args, t_start)
@@ -351,32 +266,27 @@ def main(argv=None) -> int:
     warmup = int(args.warmup * total)
     print(f"{batches_per_epoch} batches per epoch; {total} steps planned", flush=True)
 
-    log = {"args": vars(args), "evals": []}
+    log = {"args": plain(args), "evals": []}
     best = {"f1": -1.0}
     step, loss_sum, loss_n = 0, 0.0, 0
     first_losses, last_losses, stopped = [], [], "steps"
     bar = None
-    progress_lines = os.environ.get("NER_TRAIN_PROGRESS_LINES") == "1"  # set for ensemble members
-    if not args.no_progress:
+    if args.progress:
         from tqdm import tqdm
 
         bar = tqdm(total=total, desc="train", unit="step", dynamic_ncols=True, mininterval=2.0)
 
-    average = None
-    average_start = int(args.average_from * total) if args.average_from < 1 else None
-
-    def do_eval(candidate=None, label: str | None = None):
-        """Scores ``candidate`` (the model being trained, or ``label``led weights such as their average) on dev."""
+    def do_eval():
+        """Scores the model on dev; saves it when it is the best so far."""
         nonlocal loss_sum, loss_n
-        candidate = candidate or model
         t0 = time.time()
-        scores = evaluate(candidate, dev_enc, labels) if dev_enc else {"overall": {"precision": 0, "recall": 0, "f1": 0}}
+        scores = evaluate(model, dev_enc, labels) if dev_enc else {"overall": {"precision": 0, "recall": 0, "f1": 0}}
         o = scores["overall"]
         entry = {
-            "step": label or step,
+            "step": step,
             "epoch": round(step / batches_per_epoch, 3),
             "minutes": round((time.time() - t_start) / 60, 2),
-            "loss": None if label else round(loss_sum / max(1, loss_n), 5),
+            "loss": round(loss_sum / max(1, loss_n), 5),
             "dev_precision": round(o["precision"], 3),
             "dev_recall": round(o["recall"], 3),
             "dev_f1": round(o["f1"], 3),
@@ -386,13 +296,12 @@ def main(argv=None) -> int:
         }
         log["evals"].append(entry)
         loss_sum, loss_n = 0.0, 0
-        msg = (f"{label} ({entry['minutes']} min)" if label else
-               f"step {step} ({entry['minutes']} min) loss {entry['loss']:.4f}")
+        msg = f"step {step} ({entry['minutes']} min) loss {entry['loss']:.4f}"
         msg += f" dev P/R/F1 {o['precision']:.2f}/{o['recall']:.2f}/{o['f1']:.2f}"
         if o["f1"] > best["f1"]:
             best.update(f1=o["f1"], step=entry["step"], scores=scores)
-            candidate.config["dev_scores"] = {"step": entry["step"], **scores}
-            candidate.save_pretrained(out)
+            model.config["dev_scores"] = {"step": entry["step"], **scores}
+            model.save_pretrained(out)
             msg += " (best, saved)"
         (out / "training_log.json").write_text(json.dumps({**log, "best": best}, indent=2) + "\n")
         if bar:
@@ -422,7 +331,7 @@ def main(argv=None) -> int:
             progress = step / total
             if args.time_schedule:
                 progress = max(progress, time_progress)
-            f = lr_factor(step, progress, warmup, warmup_frac, args.min_lr_ratio)
+            f = lr_factor(step, progress, warmup, warmup_frac)
             for g, lr in zip(opt.param_groups, base_lrs):
                 g["lr"] = lr * f
             batch_chunks = [chunks[i] for i in batch]
@@ -445,11 +354,7 @@ def main(argv=None) -> int:
                 first_losses.append(lv)
             last_losses.append(lv)
             del last_losses[:-20]
-            if average_start is not None and step >= average_start and (step - average_start) % args.average_every == 0:
-                if average is None:
-                    average = torch.optim.swa_utils.AveragedModel(model, use_buffers=False)
-                average.update_parameters(model)
-            if progress_lines and (step % 20 == 0 or step == total):
+            if args.progress_lines and (step % 20 == 0 or step == total):
                 print(f"{PROGRESS_PREFIX}{step} {total}", flush=True)
             if bar:
                 bar.update(1)
@@ -458,11 +363,6 @@ def main(argv=None) -> int:
                 do_eval()
     if loss_n or not log["evals"] or log["evals"][-1]["step"] != step:
         do_eval()
-    if average is not None:
-        averaged = average.module
-        averaged.config = model.config
-        log["averaged_snapshots"] = int(average.n_averaged)
-        do_eval(averaged, f"average of {int(average.n_averaged)} snapshots from step {average_start}")
     if bar:
         bar.close()
     log["stopped_by"] = stopped
@@ -476,6 +376,3 @@ def main(argv=None) -> int:
           f"saved to {out}", flush=True)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,56 @@
+"""The data the default model is trained and scored on: where it lives and how its BIO files read.
+
+The data folder (``NER_DATA_DIR``, default ``../shared/data`` beside the repository) holds ``msra/{train,test}.bio``
+and ``vocab/bert-base-chinese-vocab.txt``. It is not redistributed with the project.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ner_client.settings import Setting, SettingGroup
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+VOCAB_NAME = "bert-base-chinese-vocab.txt"
+
+DATA_DIR = Setting("data_dir", DEFAULT_DATA_DIR, "folder holding msra/{train,test}.bio and vocab/", type=Path,
+                   env="NER_DATA_DIR", shown="../shared/data beside the repository")
+# For code without a command line of its own (tests, benchmarks, the synthetic model): the one setting, read through
+# the settings layer like any command's.
+ENVIRONMENT = SettingGroup("NER_", (DATA_DIR,), "data")
+
+
+def default_data_dir() -> Path:
+    """``NER_DATA_DIR``, else ``../shared/data`` beside the repository."""
+    return ENVIRONMENT.parse([], prog="data").data_dir
+
+
+def vocab_file(data_dir: Path | None = None) -> Path:
+    """The bert-base-chinese vocabulary of ``data_dir`` (default: :func:`default_data_dir`)."""
+    return Path(data_dir or default_data_dir()) / "vocab" / VOCAB_NAME
+
+
+def msra_file(split: str, data_dir: Path | None = None) -> Path:
+    """``msra/<split>.bio`` of ``data_dir`` (default: :func:`default_data_dir`)."""
+    return Path(data_dir or default_data_dir()) / "msra" / f"{split}.bio"
+
+
+def read_bio(path) -> list[tuple[list[str], list[str]]]:
+    """Sentences of a ``char<TAB>tag`` file as (characters, tags); a blank line ends a sentence, an empty tag reads as
+    ``O``, and every position holds one code point (offsets are counted in code points)."""
+    sentences, chars, tags = [], [], []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                if chars:
+                    sentences.append((chars, tags))
+                    chars, tags = [], []
+                continue
+            char, _, tag = line.partition("\t")
+            chars.append(char[:1] or " ")
+            tags.append(tag.strip() or "O")
+    if chars:
+        sentences.append((chars, tags))
+    return sentences

@@ -1,0 +1,100 @@
+"""The training commands' settings and entry points.
+
+``python -m training`` trains the default Chinese NER model (LAC BiGRU + CRF, on MSRA, on CPU);
+``python -m training.evaluate`` scores a checkpoint in process. Every flag is also an environment variable
+(``--epochs`` ↔ ``NER_TRAIN_EPOCHS``); the command line wins over the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ner_client.settings import Setting, SettingGroup, boolean, non_negative_int, positive_int
+from ner_model.data import DATA_DIR
+
+SETTINGS = SettingGroup("NER_TRAIN_", (
+    Setting("output", Path("models/default"), "checkpoint directory (the best dev-F1 checkpoint is saved here)",
+            type=Path),
+    DATA_DIR,
+    Setting("init", "lac", "encoder initialisation: lac (pretrained Baidu LAC) or random", choices=("lac", "random")),
+    Setting("epochs", 12.0, "passes over the training chunks (fractions allowed)", type=float),
+    Setting("max_steps", 0, "stop after this many steps (0: no limit beyond --epochs)", type=non_negative_int),
+    Setting("max_minutes", 45.0, "wall-time limit of the whole command, data loading and final save included",
+            type=float),
+    Setting("time_schedule", True, "the learning rate decays by the larger of step and wall-time progress, so a slow "
+            "(shared) CPU still ends with a fully decayed schedule within --max-minutes; off: by steps only (hard "
+            "stop)", type=boolean),
+    Setting("batch_tokens", 4096, "padded tokens per batch at most", type=positive_int),
+    Setting("batch_size", 64, "chunks per batch at most", type=positive_int),
+    Setting("max_chunk_tokens", 128, "long sentences are cut into chunks of at most this many tokens",
+            type=positive_int),
+    Setting("lr", 3e-3, "peak learning rate of the encoder (AdamW)", type=float),
+    Setting("head_lr", 5e-3, "peak learning rate of the emission head", type=float),
+    Setting("crf_lr", 2e-2, "peak learning rate of the CRF", type=float),
+    Setting("weight_decay", 0.0, "AdamW weight decay (not on the embedding, biases, norms or the CRF)", type=float),
+    Setting("warmup", 0.03, "linear warm-up, fraction of the steps (then linear decay to 0)", type=float),
+    Setting("grad_clip", 5.0, "gradient norm clip (0: none)", type=float),
+    Setting("dropout", 0.1, "dropout on embeddings and between layers", type=float),
+    Setting("num_attention_layers", 1, "self-attention layers on top of LAC's two GRU layers",
+            type=non_negative_int),
+    Setting("tag_scheme", "bioes", "word tags the model learns: bio (the corpus's) or bioes (E ends a multi-word "
+            "entity, S is a one-word entity); the serving decoder reads either from the checkpoint's labels",
+            choices=("bio", "bioes")),
+    Setting("mention_replace", 0.0, "probability of swapping each training entity, per batch, for another training "
+            "entity of its type (0: off; training/augment.py)", type=float),
+    Setting("token_dropout", 0.0, "probability of hiding each real training token as [UNK], per batch (0: off; "
+            "training/augment.py)", type=float),
+    Setting("lexicon", "jieba", "jieba: an outside word lexicon (jieba's dictionary with its person/place/"
+            "organisation tags) marks the dictionary words covering each token (training/lexicon.py); none: off",
+            choices=("jieba", "none")),
+    Setting("lexicon_buckets", 1 << 20, "hash-table size of the lexicon (each bucket: a 4-byte fingerprint, a "
+            "1-byte code)", type=positive_int),
+    Setting("lexicon_max_len", 8, "longest lexicon word, in tokens", type=positive_int),
+    Setting("hidden_size", 128, "GRU hidden size per direction (128 with --init lac)", type=positive_int),
+    Setting("embedding_dim", 128, "character embedding size (128 with --init lac)", type=positive_int),
+    Setting("dev_size", 3000, "the last N training sentences form the dev split", type=non_negative_int),
+    Setting("train_limit", 0, "use only the first N training sentences (0: all; for smoke tests)",
+            type=non_negative_int),
+    Setting("dev_limit", 0, "use only the first N dev sentences (0: all)", type=non_negative_int),
+    Setting("eval_every", 700, "steps between dev evaluations (0: at the end only)", type=non_negative_int),
+    Setting("seed", 13, "random seed (ensemble members: seed, seed + 1, ...)", type=int),
+    Setting("init_seed", 0, "seed of the layers that start random (self-attention, head); 0: --seed. Ensemble "
+            "members given one --init-seed start from the same weights and differ only in data order and dropout",
+            type=int),
+    Setting("members", 1, "models trained at once from consecutive seeds and served as one (ner_model/ensemble.py; "
+            "2 members need --max-minutes 57)", type=positive_int),
+    Setting("members_dir", Path("build/training-members"), "where ensemble members are trained, each in seed-<n>/ "
+            "(kept for inspection, not needed to serve)", type=Path),
+    Setting("threads", 2, "torch intra-op threads", type=positive_int),
+    Setting("progress", True, "a tqdm progress bar", type=boolean),
+    Setting("progress_lines", False, "print machine-readable '@progress <step> <total>' lines (the ensemble run "
+            "starts its members with it)", type=boolean),
+), "training")
+
+EVALUATE_SETTINGS = SettingGroup("NER_TRAIN_", (
+    Setting("model", Path("models/default"), "checkpoint to score", type=Path, env="NER_CHECKPOINT"),
+    DATA_DIR,
+    Setting("split", "dev", "dev (the training run's dev split) or test (MSRA test)", choices=("dev", "test")),
+    Setting("dev_size", None, "size of the dev split", type=non_negative_int,
+            shown="the checkpoint's training config"),
+    SETTINGS["threads"],
+    Setting("output", None, "write the scores as JSON here", type=Path, env="NER_TRAIN_SCORES_OUTPUT"),
+), "in-process scoring")
+
+
+def parse_args(argv=None):
+    return SETTINGS.parse(argv, prog="python -m training", description=__doc__)
+
+
+def main(argv=None) -> int:
+    from .train import train
+
+    return train(parse_args(argv))
+
+
+def evaluate_main(argv=None) -> int:
+    from .evaluate import score_checkpoint
+
+    args = EVALUATE_SETTINGS.parse(argv, prog="python -m training.evaluate", description=__doc__)
+    return score_checkpoint(args)
+
