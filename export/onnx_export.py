@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 INPUT_NAMES = ["input_ids", "attention_mask"]
 OUTPUT_NAME = "logits"
@@ -21,6 +20,8 @@ class OnnxExportConfig:
 
 def export_fp32(model: torch.nn.Module, path: Path, cfg: OnnxExportConfig) -> Path:
     """Writes the encoder with dynamic batch and sequence axes, weights inside the file."""
+    import torch
+
     dummy = (torch.full((2, 8), 101, dtype=torch.long), torch.ones((2, 8), dtype=torch.long))
     axes = {0: "batch", 1: "sequence"}
     with torch.no_grad():
@@ -55,6 +56,8 @@ def run_onnx(session, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.n
 
 
 def run_torch(model: torch.nn.Module, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    import torch
+
     with torch.no_grad():
         return model(torch.from_numpy(input_ids), torch.from_numpy(attention_mask)).float().numpy()
 

@@ -23,8 +23,7 @@ from ner_pipeline.runs import RUN_PLANNINGS, RunCost
 from ner_pipeline.tagging import entity_types
 from ner_pipeline.windows import WindowConfig
 
-from .paths import REPO_ROOT
-
+REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO_ROOT / "model_repository"
 PIPELINE_PACKAGE = REPO_ROOT / "ner_pipeline"
 ENSEMBLES = {"ner": ("encoder_int8", "int8"), "ner_fp32": ("encoder_fp32", "fp32")}
@@ -33,25 +32,23 @@ ENCODER_BACKENDS = ("python", "onnxruntime")
 
 @dataclass(frozen=True)
 class RepositoryConfig:
-    """Serving knobs; perf/README.md records the measurements behind each default."""
+    """Serving knobs; perf/README.md holds the measurements behind each default."""
 
     encoder_backend: str = "python"  # "onnxruntime" for Triton's native backend (the official container)
     max_texts_per_request: int = 64
     window: WindowConfig = WindowConfig()
-    # The INT8 encoder (the default `ner`): 2 instances x 1 ONNX Runtime thread. On 2 cores, two single-threaded
-    # sessions keep both cores busy under load without ORT's per-operator thread hand-offs, and the instance count
-    # allows a queue bound (below): BERT-base c=8 72.2/s against 66.4/s for 1 instance x 2 threads without a bound,
-    # c=1 p50 23.5 ms against 18.8 ms; 2 x 2 oversubscribes (default model c=8 -10 to -20 %) (perf/README.md, tuning).
+    # The INT8 encoder (the default `ner`): single-threaded sessions keep the cores busy under load without ONNX
+    # Runtime's per-operator thread hand-offs, and two instances allow a queue bound (below). More instances x threads
+    # than cores oversubscribes them.
     encoder_instances: int = 2
     intra_op_threads: int = 1
-    # The FP32 encoder, by default (None) sized by its ONNX file: 2 instances x 1 thread like INT8 up to
-    # fp32_two_instances_max_mb, else 1 instance x 2 threads (a second BERT-base FP32 session would add ~450 MB and
-    # pass the 1.2 GB budget of perf/README.md with both precisions loaded).
+    # The FP32 encoder, by default (None) sized by its ONNX file: like INT8 up to fp32_two_instances_max_mb, else 1
+    # instance x 2 threads, since a second session of a large FP32 model costs its whole size again in memory.
     fp32_encoder_instances: int | None = None
     fp32_intra_op_threads: int | None = None
     fp32_two_instances_max_mb: int = 128
     # Two instances of each Python step: each keeps its queue bound without the single-instance stall (below), and
-    # tokenising and decoding overlap; throughput equal to one instance without a bound, +53 MB PSS (perf/README.md).
+    # tokenising and decoding overlap.
     tokenizer_instances: int = 2
     decoder_instances: int = 2
     # Idle ONNX Runtime threads block instead of spinning, leaving the cores to the tokenizer and decoder processes.
@@ -61,21 +58,19 @@ class RepositoryConfig:
     max_queue_delay_us: int = 0
     # Each model's queue bound (beyond it, an immediate UNAVAILABLE). A model with a single instance gets none: with a
     # `default_queue_policy`, Triton 2.51's batcher leaves some requests waiting for its 500 ms idle wake-up whenever
-    # the only instance is busy (FP32 encoder alone, perf_analyzer c=1: 89/s with p99 503 ms with the policy,
-    # 572/s with p99 4.7 ms without; perf/README.md).
+    # the only instance is busy.
     max_queue_size: int = 256
     queue_timeout_us: int = 30_000_000
     # Python-backend encoder: the rows of a batch are regrouped by real length into runs of at most max_tokens_per_run
     # tokens (which also bounds a run's working memory). run_planning "cost": the cheapest plan under a cost model of
-    # one call that the encoder measures at load (run_cost "auto"; or "per_run,per_position,per_token" ms): on a CPU a
-    # BERT-base call pays ~4.6 ms for its weights whatever its rows, so rows merge where that beats their padding
-    # (BERT-base INT8, 2 single-thread processes, groups of 8 texts: +2-3 % rows/s over the ratio rule, perf/README.md).
-    # "ratio": a run is padded at most by max_padding_ratio of its real tokens (the previous rule).
+    # one call that the encoder measures at load (run_cost "auto"; or "per_run,per_position,per_token" ms): on a CPU
+    # a call pays for reading the weights whatever its rows, so rows merge where that beats their padding. "ratio": a
+    # run is padded at most by max_padding_ratio of its real tokens.
     max_tokens_per_run: int = 2048
     run_planning: str = "cost"
     run_cost: str = "auto"
     max_padding_ratio: float = 0.25
-    # ONNX Runtime's CPU arena on (off, malloc's fragmentation kept more under load); a run of at least
+    # ONNX Runtime's CPU arena on (without it, malloc's fragmentation kept more memory under load); a run of at least
     # trim_after_tokens tokens shrinks it back when it ends, and the heap is trimmed.
     enable_cpu_mem_arena: int = 1
     trim_after_tokens: int = 1024

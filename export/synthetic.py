@@ -9,19 +9,20 @@ It is the stand-in default model for tests and for a machine without a trained c
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import random
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from ner_client.settings import Setting, SettingGroup, boolean, positive_int
 from ner_pipeline.tagging import parse_label
 
 from ner_model.data import vocab_file
+from .repository import REPO_ROOT
 
 LEXICON = {
     "PER": ["张三", "李四", "王小明", "欧阳娜娜"],
@@ -185,19 +186,23 @@ def build(output: Path, scheme: str = "BIO", crf: bool = True, steps: int = 300,
     return output
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", type=Path, default=Path(os.environ.get("NER_TINY_OUTPUT", "build/checkpoints/tiny")))
-    parser.add_argument("--scheme", choices=["BIO", "BIOES", "BMES"], default=os.environ.get("NER_TINY_SCHEME", "BIO"))
-    parser.add_argument("--crf", action=argparse.BooleanOptionalAction,
-                        default=os.environ.get("NER_TINY_CRF", "1") not in ("0", "false"))
-    parser.add_argument("--steps", type=int, default=int(os.environ.get("NER_TINY_STEPS", "300")))
-    parser.add_argument("--seed", type=int, default=int(os.environ.get("NER_TINY_SEED", "0")))
-    args = parser.parse_args()
+SETTINGS = SettingGroup("NER_EXPORT_TINY_", (
+    Setting("output", REPO_ROOT / "build" / "checkpoints" / "tiny", "checkpoint directory to write", type=Path,
+            shown="build/checkpoints/tiny"),
+    Setting("scheme", "BIO", "label scheme", choices=("BIO", "BIOES", "BMES")),
+    Setting("crf", True, "a CRF layer (the constraint CRF of the scheme) after the classifier", type=boolean),
+    Setting("steps", 300, "training steps", type=positive_int),
+    Setting("seed", 0, "random seed", type=int),
+), title="python -m export.synthetic")
+
+
+def main(argv=None) -> int:
+    args = SETTINGS.parse(argv, prog="python -m export.synthetic", description=__doc__)
     started = time.perf_counter()
     build(args.output, args.scheme, args.crf, args.steps, args.seed)
     print(f"wrote {args.output} in {time.perf_counter() - started:.1f} s")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

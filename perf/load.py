@@ -15,21 +15,13 @@ from typing import Callable
 
 import numpy as np
 
+from . import triton_calls
+
 
 def raw_caller(url: str, protocol: str, model: str) -> Callable[[str], object]:
     """One ``TEXT`` per request with raw tritonclient, as the SDK does it."""
-    if protocol == "grpc":
-        import tritonclient.grpc as module
-    else:
-        import tritonclient.http as module
-    client = module.InferenceServerClient(url)
-
-    def call(text: str):
-        tensor = module.InferInput("TEXT", [1, 1], "BYTES")
-        tensor.set_data_from_numpy(np.array([[text.encode("utf-8")]], dtype=np.object_))
-        return client.infer(model, [tensor]).as_numpy("ENTITIES")
-
-    return call
+    connection = triton_calls.client(protocol, url)
+    return lambda text: triton_calls.infer(protocol, url, [text], model, connection)
 
 
 def sdk_status() -> tuple[bool, str]:

@@ -1,5 +1,5 @@
 """Runs ``perf/locustfile.py`` headless against loopback addresses only, bounded in time and request count, and
-starts (and stops) the web UI's gateway (``python -m webui``) for the WebSocket user when it can."""
+starts (and stops) the web UI's gateway (``python -m webui``) for the WebSocket user."""
 
 from __future__ import annotations
 
@@ -10,15 +10,24 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from export.paths import REPO_ROOT
-from serving.server import free_port
+from ner_client.settings import Setting, SettingGroup, non_negative_int
+from serving.processes import free_port, stop, wait_for_http
+from serving.server import REPO_ROOT, tail
 
 LOCUSTFILE = REPO_ROOT / "perf" / "locustfile.py"
+
+# What perf/locustfile.py reads: locust starts it, so its settings reach it through the environment.
+LOCUST_SETTINGS = SettingGroup("NER_PERF_LOCUST_", (
+    Setting("texts", None, "a JSON file holding a list of texts", type=Path, shown="one sample sentence"),
+    Setting("model", "ner", "the ensemble to call"),
+    Setting("ws_url", "ws://127.0.0.1:8080/ws", "the web gateway's WebSocket"),
+    Setting("max_requests", 0, "the run stops once that many requests were answered, whatever its time limit (0: no "
+            "bound)", type=non_negative_int),
+), title="perf/locustfile.py")
 
 
 def _require_loopback(url: str) -> None:
@@ -30,44 +39,18 @@ def _require_loopback(url: str) -> None:
 
 @contextmanager
 def webui_gateway(triton_grpc_url: str, log_path: Path, timeout: float = 60.0):
-    """Yields the gateway's WebSocket URL, or a string explaining why there is none (as ``None, reason``)."""
-    if not (REPO_ROOT / "webui" / "__main__.py").exists():
-        yield None, "webui/ is not in this checkout"
-        return
+    """Yields ``(the gateway's WebSocket URL, None)``, or ``(None, why it did not start)``."""
     port = free_port()
-    log = open(log_path, "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "webui", "--host", "127.0.0.1", "--port", str(port), "--triton-url", triton_grpc_url,
-         "--triton-protocol", "grpc", "--models", "ner,ner_fp32", "--log-level", "warning"],
-        cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "webui", "--host", "127.0.0.1", "--port", str(port), "--triton-url",
+             triton_grpc_url, "--triton-protocol", "grpc", "--models", "ner,ner_fp32", "--log-level", "warning"],
+            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + timeout
-        reason = None
-        while True:
-            if process.poll() is not None:
-                reason = f"python -m webui exited with code {process.returncode}: " + \
-                    " | ".join(log_path.read_text(errors="replace").strip().splitlines()[-2:])
-                break
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                reason = f"python -m webui did not answer /healthz within {timeout:.0f} s"
-                break
-            time.sleep(0.3)
-        yield (None, reason) if reason else (f"ws://127.0.0.1:{port}/ws", None)
+        problem = wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout, process)
+        yield (None, f"{problem}: {tail(log_path, 2)}") if problem else (f"ws://127.0.0.1:{port}/ws", None)
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        log.close()
+        stop(process)
 
 
 def _parse_stats(path: Path) -> dict:
@@ -106,8 +89,8 @@ def run(user_class: str, host: str, texts_file: Path, workdir: Path, users: int,
         _require_loopback(ws_url.replace("ws://", "http://"))
     workdir.mkdir(parents=True, exist_ok=True)
     prefix = workdir / f"locust-{user_class}"
-    env = dict(os.environ, PERF_TEXTS=str(texts_file), PERF_MODEL=model, PERF_MAX_REQUESTS=str(max_requests),
-               PERF_WS_URL=ws_url or "")
+    values = {"texts": texts_file, "model": model, "max_requests": max_requests, "ws_url": ws_url or ""}
+    env = dict(os.environ, **{LOCUST_SETTINGS.env_name(LOCUST_SETTINGS[k]): str(v) for k, v in values.items()})
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), user_class, "--headless", "--host", host,
                "-u", str(users), "-r", str(users), "-t", f"{run_time_s}s", "--stop-timeout", "10",
                "--json-file", str(prefix), "--only-summary", "--exit-code-on-error", "0", "--loglevel", "WARNING"]
@@ -125,7 +108,3 @@ def run(user_class: str, host: str, texts_file: Path, workdir: Path, users: int,
         result["error"] = "no statistics written: " + " | ".join(output.strip().splitlines()[-3:])[-400:]
     return result
 
-
-if __name__ == "__main__":  # python -m perf.locust_run USER_CLASS http://127.0.0.1:PORT TEXTS.json [ws://...]
-    print(json.dumps(run(sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path("/tmp/perf-locust"), 4, 10, 100,
-                         ws_url=sys.argv[4] if len(sys.argv) > 4 else None), indent=2))

@@ -4,23 +4,26 @@
 - ``WebSocketUser``: the web UI's gateway, ``/ws``: sends ``{"id", "text", "model"}`` and waits for the answer with
   that id (``{"id", "entities", "latency_ms", "model"}``), skipping the gateway's status messages.
 
-Settings come from the environment: PERF_TEXTS (a JSON file holding a list of texts), PERF_MODEL, PERF_WS_URL,
-PERF_MAX_REQUESTS (the run stops once that many requests were answered, whatever its time limit).
+Settings: ``perf.locust_run.LOCUST_SETTINGS`` (NER_PERF_LOCUST_TEXTS, _MODEL, _WS_URL, _MAX_REQUESTS). locust imports
+this file itself and passes it no arguments of ours, so this is the one module that reads its settings when imported:
+through the settings layer, from the environment that ``perf/locust_run.py`` prepares.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import os
 import time
 
 from locust import FastHttpUser, User, events, task
 
-TEXTS = json.loads(open(os.environ["PERF_TEXTS"], encoding="utf-8").read()) if os.environ.get("PERF_TEXTS") else ["张三在北京的清华大学读书。"]
-MODEL = os.environ.get("PERF_MODEL", "ner")
-WS_URL = os.environ.get("PERF_WS_URL", "ws://127.0.0.1:8080/ws")
-MAX_REQUESTS = int(os.environ.get("PERF_MAX_REQUESTS", "0"))
+from perf.locust_run import LOCUST_SETTINGS
+
+SETTINGS = LOCUST_SETTINGS.parse([], prog="perf/locustfile.py")
+TEXTS = json.loads(SETTINGS.texts.read_text(encoding="utf-8")) if SETTINGS.texts else ["张三在北京的清华大学读书。"]
+MODEL = SETTINGS.model
+WS_URL = SETTINGS.ws_url
+MAX_REQUESTS = SETTINGS.max_requests
 _counter = itertools.count()
 _texts = itertools.cycle(range(len(TEXTS)))
 

@@ -8,7 +8,7 @@ import subprocess
 import time
 from importlib import metadata
 
-from export.paths import REPO_ROOT
+from serving.server import REPO_ROOT
 
 FLAGS_OF_INTEREST = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
                      "avx512_bf16", "amx_int8", "amx_bf16")

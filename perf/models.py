@@ -5,7 +5,7 @@
 - ``bert-base``: a random-weight ``BertForTokenClassification`` of BERT-base size (12 layers × 768, 7 BIO labels,
   a CRF file), standing for RaNER: speed does not depend on the weights' values.
 
-Both are exported by the project's own exporter (``export.__main__.export_checkpoint``) into model repositories whose
+Both are exported by the project's own exporter (``export.pipeline.export_checkpoint``) into model repositories whose
 cache key covers the checkpoint, the exporter's code, the templates and the repository settings, so a rerun skips
 every export that did not change.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -49,16 +48,16 @@ def _digest_files(paths: list[Path], content: bool = True) -> str:
     return digest.hexdigest()
 
 
-def default_model(log=print) -> ModelSpec:
-    """``PERF_DEFAULT_MODEL`` if set, else ``models/default`` when a trained model is there; the tiny generated model
-    otherwise."""
-    directory = Path(os.environ.get("PERF_DEFAULT_MODEL", DEFAULT_MODEL_DIR))
-    if (directory / "config.json").exists():
-        model_type = json.loads((directory / "config.json").read_text()).get("model_type", "?")
-        name = "models/default" if directory.resolve() == DEFAULT_MODEL_DIR.resolve() else str(directory)
-        return ModelSpec("default", directory, f"{name} ({model_type})", model_type)
-    if "PERF_DEFAULT_MODEL" in os.environ:
-        raise FileNotFoundError(f"PERF_DEFAULT_MODEL={directory} has no config.json")
+def default_model(directory: Path | None = None, log=print) -> ModelSpec:
+    """The checkpoint in ``directory`` if given, else ``models/default`` when a trained model is there; the tiny
+    generated model otherwise."""
+    chosen = directory or DEFAULT_MODEL_DIR
+    if (chosen / "config.json").exists():
+        model_type = json.loads((chosen / "config.json").read_text()).get("model_type", "?")
+        name = "models/default" if chosen.resolve() == DEFAULT_MODEL_DIR.resolve() else str(chosen)
+        return ModelSpec("default", chosen, f"{name} ({model_type})", model_type)
+    if directory is not None:
+        raise FileNotFoundError(f"{directory} has no config.json")
     return tiny_model(log)
 
 
@@ -165,7 +164,7 @@ _EXPORT_CODE = sorted(p for p in (REPO_ROOT / "export").glob("*.py") if p.name !
 
 def exported(spec: ModelSpec, log=print) -> Path:
     """The checkpoint exported once by the project's exporter (``export_checkpoint``); returns the repository."""
-    from export.__main__ import export_checkpoint
+    from export.pipeline import export_checkpoint
 
     key = hashlib.sha256((_digest_files([spec.checkpoint]) + _digest_files(_EXPORT_CODE)).encode()).hexdigest()[:12]
     output = BUILD / "exports" / f"{spec.checkpoint.name}-{key}"

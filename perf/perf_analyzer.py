@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from export.paths import REPO_ROOT
+from serving.server import REPO_ROOT
 
 VERSION = "2.51.0"
 TOOLS = REPO_ROOT / "perf" / ".tools" / f"tritonclient-{VERSION}"

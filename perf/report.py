@@ -268,8 +268,8 @@ def markdown(results: dict) -> str:
     rows = []
     for size in sizes:
         for user, l in results["sizes"][size]["locust"].items():
-            if l.get("skipped") or l.get("error"):
-                rows.append([size, user, "–", "–", "–", "–", "–", "–", l.get("skipped") or l.get("error")])
+            if l.get("error"):
+                rows.append([size, user, "–", "–", "–", "–", "–", "–", l["error"]])
             else:
                 rows.append([size, user, l["users"], l["requests"], l["failures"], l["throughput_per_s"], l["p50_ms"],
                              l["p95_ms"], f"≤ {l['run_time_limit_s']} s / ≤ {l['max_requests']} requests"])

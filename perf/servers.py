@@ -6,7 +6,11 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from serving.server import ServerConfig, TritonServer, free_port
+from serving.server import REPO_ROOT, ServerConfig, TritonServer, free_port
+
+from .triton_calls import client
+
+__all__ = ["REPO_ROOT", "model_statistics", "statistics_delta", "triton"]
 
 
 @contextmanager
@@ -24,11 +28,11 @@ def triton(repository: Path, log_dir: Path, timeout: float = 300.0):
         server.stop()
 
 
-def model_statistics(grpc_url: str) -> dict:
+def model_statistics(url: str, protocol: str = "grpc") -> dict:
     """Cumulative statistics of every model: counts and total nanoseconds per stage."""
-    import tritonclient.grpc as grpcclient
-
-    stats = grpcclient.InferenceServerClient(grpc_url).get_inference_statistics(as_json=True)
+    connection = client(protocol, url)
+    stats = connection.get_inference_statistics(as_json=True) if protocol == "grpc" else \
+        connection.get_inference_statistics()
     out = {}
     for model in stats.get("model_stats", []):
         inference = model.get("inference_stats", {})
@@ -38,6 +42,7 @@ def model_statistics(grpc_url: str) -> dict:
             **{f"{stage}_ns": int(inference.get(stage, {}).get("ns", 0))
                for stage in ("success", "queue", "compute_input", "compute_infer", "compute_output")},
             "success_count": int(inference.get("success", {}).get("count", 0)),
+            "cache_hit_count": int(inference.get("cache_hit", {}).get("count", 0)),
         }
     return out
 

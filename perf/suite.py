@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from export.paths import REPO_ROOT
+from serving.server import REPO_ROOT
 
 from . import alternating, baselines, load, locust_run, machine, memory, models, perf_analyzer, report, servers
+from .cli import SIZES
 from .texts import describe, msra_sentences
 
 RESULTS = REPO_ROOT / "perf" / "results"
-SIZES = ("default", "bert-base")
 
 
 @dataclass
@@ -48,6 +47,8 @@ class Settings:
     alternating_texts: dict = field(default_factory=lambda: {"default": 80, "bert-base": 160})
     # In smoke runs the BERT-base slot is filled by the tiny model, so that every section runs in seconds.
     tiny_for_bert_base: bool = False
+    default_model: Path | None = None  # None: models/default, else the tiny generated model
+    command: str = "python -m perf"  # recorded in the results
 
     @classmethod
     def quick_settings(cls) -> "Settings":
@@ -75,16 +76,16 @@ class Settings:
 TUNING_VARIANTS = {
     "default": [
         ("chosen", {}, "the shipped defaults"),
-        ("delay 1000 µs", {"max_queue_delay_us": 1000}, "dynamic-batching delay 1 ms (the previous default)"),
-        ("tokenizer+decoder ×1", {"tokenizer_instances": 1, "decoder_instances": 1}, "one instance of each Python step (the previous default)"),
-        ("encoder 1 inst × 2 threads", {"encoder_instances": 1, "intra_op_threads": 2}, "one encoder instance with 2 ORT threads (the previous default)"),
+        ("delay 1000 µs", {"max_queue_delay_us": 1000}, "dynamic-batching delay 1 ms"),
+        ("tokenizer+decoder ×1", {"tokenizer_instances": 1, "decoder_instances": 1}, "one instance of each Python step"),
+        ("encoder 1 inst × 2 threads", {"encoder_instances": 1, "intra_op_threads": 2}, "one encoder instance with 2 ORT threads"),
         ("ORT spinning on", {"ort_allow_spinning": 1}, "idle ONNX Runtime threads spin (ORT's default)"),
     ],
     "bert-base": [
         ("chosen", {}, "the shipped defaults"),
-        ("delay 1000 µs", {"max_queue_delay_us": 1000}, "dynamic-batching delay 1 ms (the previous default)"),
-        ("encoder 1 inst × 2 threads", {"encoder_instances": 1, "intra_op_threads": 2}, "one encoder instance with 2 ORT threads (the previous default)"),
-        ("padding ≤ 25% rule", {"run_planning": "ratio"}, "runs cut where padding would pass 25% of real tokens (the previous rule)"),
+        ("delay 1000 µs", {"max_queue_delay_us": 1000}, "dynamic-batching delay 1 ms"),
+        ("encoder 1 inst × 2 threads", {"encoder_instances": 1, "intra_op_threads": 2}, "one encoder instance with 2 ORT threads"),
+        ("padding ≤ 25% rule", {"run_planning": "ratio"}, "runs cut where padding would pass 25% of real tokens"),
         ("exact lengths only", {"run_planning": "ratio", "max_padding_ratio": 0.0}, "runs hold rows of one real length only (no padding)"),
         ("ORT arena off", {"enable_cpu_mem_arena": 0}, "ONNX Runtime's CPU arena off (malloc, heap trimmed after large runs)"),
         ("ORT spinning on", {"ort_allow_spinning": 1}, "idle ONNX Runtime threads spin (ORT's default)"),
@@ -128,7 +129,7 @@ def _sdk_sweep(server, model: str, protocol: str, texts: list[str], concurrencie
 
 def _model_spec(size: str, settings: Settings, log) -> models.ModelSpec:
     if size == "default":
-        return models.default_model(log)
+        return models.default_model(settings.default_model, log)
     if settings.tiny_for_bert_base:
         tiny = models.tiny_model(log)
         return dataclasses.replace(tiny, key="bert-base", description=f"{tiny.description}; stands in for BERT-base "
@@ -206,7 +207,7 @@ def run_size(size: str, settings: Settings, out: Path, log) -> dict:
         if size == "bert-base":
             # Outside the PSS sampler: reading smaps of a 1 GB process tree every 0.5 s takes a core in bursts, which
             # a 2-thread session (every operator waits for its slower thread) pays far more than the server's two
-            # single-thread instances (perf/README.md: ratio 1.12-1.29 with the sampler on, 0.97-1.02 without).
+            # single-thread instances, which would skew the ratio.
             best = report.best_point(result["triton_sdk"]["ner"])["concurrency"]
             log(f"throughput ratio, session and `ner` at c={best} in turns ({settings.alternating_rounds} rounds)")
             ratio = alternating.throughput_ratio(server.grpc_url, "ner", best, onnx["int8"], tokenizer_json, texts,
@@ -249,7 +250,7 @@ def run_size(size: str, settings: Settings, out: Path, log) -> dict:
                 settings.locust_seconds, settings.locust_max_requests[size])
             with locust_run.webui_gateway(server.grpc_url, out / "logs" / f"webui-{size}.log") as (ws_url, reason):
                 if ws_url is None:
-                    result["locust"]["WebSocketUser"] = {"user_class": "WebSocketUser", "skipped": reason}
+                    result["locust"]["WebSocketUser"] = {"user_class": "WebSocketUser", "error": reason}
                 else:
                     result["locust"]["WebSocketUser"] = locust_run.run(
                         "WebSocketUser", f"http://{server.http_url}", texts_file, out / "locust" / size,
@@ -257,7 +258,7 @@ def run_size(size: str, settings: Settings, out: Path, log) -> dict:
                         ws_url=ws_url)
         result["memory"]["peak_locust"] = peak.peak
         for user, r in result["locust"].items():
-            log(f"  {user}: {r.get('throughput_per_s', r.get('skipped') or r.get('error'))}")
+            log(f"  {user}: {r.get('throughput_per_s', r.get('error'))}")
         result["memory"]["idle_after_load"] = memory.tree_pss(pid)
     peaks = [result["memory"][k] for k in ("peak_sdk_load", "peak_perf_analyzer", "peak_locust") if k in result["memory"]]
     result["memory"]["peak_under_load"] = max(peaks, key=lambda p: p["total_bytes"])
@@ -309,7 +310,7 @@ def run(settings: Settings, output: Path | None = None) -> Path:
     started = time.perf_counter()
     log(f"results go to {out}")
     results = {
-        "run": {"started_utc": stamp, "smoke": settings.smoke, "mode": settings.mode, "command": os.environ.get("PERF_COMMAND", "python -m perf")},
+        "run": {"started_utc": stamp, "smoke": settings.smoke, "mode": settings.mode, "command": settings.command},
         "machine": machine.describe_machine(),
         "versions": machine.versions(),
         "git": machine.git_revision(),

@@ -1,5 +1,7 @@
-"""What the supervisor reads from /proc about a running tritonserver: its Python-backend stub processes (one per model
-instance), whether each is still alive, and the shared-memory regions they use."""
+"""The project's one process helper: whether a process runs (and is the one we think), stopping a process or a process
+group (SIGTERM, then SIGKILL after a timeout), free and busy ports, waiting for an HTTP endpoint; and what the
+supervisor reads from /proc about a running tritonserver: its Python-backend stub processes (one per model instance),
+whether each is still alive, and the shared-memory regions they use."""
 
 from __future__ import annotations
 
@@ -7,7 +9,11 @@ import ctypes
 import os
 import re
 import signal
+import socket
+import subprocess
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +46,86 @@ def is_running(pid: int, start_ticks: int | None = None) -> bool:
     if fields is None or fields[0] in ("Z", "X", "x"):
         return False
     return start_ticks is None or int(fields[19]) == start_ticks
+
+
+def is_ours(pid: int | None, marker: str) -> bool:
+    """``pid`` runs and its command line holds ``marker`` (a pid file may outlive its process, and pids are reused)."""
+    return bool(pid) and is_running(pid) and marker in " ".join(cmdline(pid))
+
+
+def stop(process: int | subprocess.Popen, timeout: float = 10.0, group: bool = False) -> None:
+    """SIGTERM, then SIGKILL to what still runs after ``timeout`` seconds; a Popen is reaped.
+
+    ``group``: the SIGKILL goes to the whole process group, whether or not its leader stopped in time: a server's
+    children (Triton's stubs) must not outlive it. The SIGTERM goes to the leader alone: signalling the whole group at
+    once leaves tritonserver waiting on stubs that are already dead."""
+    popen = process if isinstance(process, subprocess.Popen) else None
+    pid = popen.pid if popen else process
+
+    def alive() -> bool:
+        return popen.poll() is None if popen else is_running(pid)
+
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive():
+        time.sleep(0.1)
+    try:
+        if group:
+            os.killpg(pid, signal.SIGKILL)
+        elif alive():
+            os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if popen:
+        popen.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def probe_host(host: str) -> str:
+    """The address that reaches a server bound to ``host`` (a wildcard address: the loopback)."""
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host.strip("[]")
+
+
+def port_in_use(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((probe_host(host), port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def http_status(url: str, timeout: float = 5.0) -> tuple[int | None, str]:
+    """(status, body) of a GET, or (None, why there was no answer)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode(errors="replace")
+    except OSError as err:
+        return None, str(err)
+
+
+def wait_for_http(url: str, timeout: float, process: subprocess.Popen | None = None) -> str | None:
+    """Waits until a GET of ``url`` answers 200; returns None then, else why not (``process`` exited, or the last
+    answer when ``timeout`` passed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            return f"{' '.join(map(str, process.args))} exited with code {process.returncode}"
+        status, body = http_status(url, timeout=1)
+        if status == 200:
+            return None
+        if time.monotonic() > deadline:
+            return f"{url} did not answer 200 within {timeout:.0f} s: {status or ''} {body[:200]}".strip()
+        time.sleep(0.3)
 
 
 def children(pid: int) -> list[int]:
@@ -86,8 +172,6 @@ def remove_shm_regions(regions) -> list[str]:
             try:
                 os.unlink(f"/dev/shm/{region}")
                 removed.append(region)
-            except FileNotFoundError:
-                pass
             except OSError:
                 pass
     return removed

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import hashlib
 import secrets
-import signal
-import socket
 import subprocess
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .layout import ServerLayout, ensure_layout
+from .processes import free_port, http_status, port_in_use, stop
+
+__all__ = ["REPO_ROOT", "ServerConfig", "TritonServer", "free_port", "is_ready", "tail"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,12 +32,6 @@ class ServerConfig:
     # The model-repository API (index, load, unload) and the shared-memory API (registering /dev/shm regions) answer
     # only requests carrying a key drawn at random for each start and kept nowhere: no client of ours uses them.
     restrict_admin_apis: bool = True
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ascii_repository_path(repository: Path) -> Path:
@@ -143,8 +136,7 @@ class TritonServer:
 
     def stop(self, timeout: float = 30.0) -> None:
         if self.process is not None:
-            stop_process_group(self.process.pid, timeout)
-            self.process.wait()
+            stop(self.process, timeout, group=True)
             self.process = None
 
     def kill(self, timeout: float = 10.0, known_stubs=()) -> list[str]:
@@ -170,51 +162,8 @@ class TritonServer:
         self.stop()
 
 
-def port_in_use(host: str, port: int) -> bool:
-    probe = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-    try:
-        socket.create_connection((probe, port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
 def is_ready(host: str, http_port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{host}:{http_port}/v2/health/ready", timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def stop_process_group(pid: int, timeout: float = 30.0) -> None:
-    """SIGTERM to the server, which unloads its models and stops their processes; SIGKILL to whatever of the
-    group outlives ``timeout``. (Signalling the whole group at once leaves the server waiting on dead stubs.)"""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.1)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)
-        if waited == pid:
-            return False
-    except ChildProcessError:
-        pass  # not our child: fall back to probing
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    return http_status(f"http://{host}:{http_port}/v2/health/ready", timeout=1)[0] == 200
 
 
 def tail(path: Path, lines: int = 30) -> str:

@@ -34,7 +34,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .processes import become_subreaper, dead_stubs, reap_zombies, remove_shm_regions, stubs_of
+from .processes import (become_subreaper, dead_stubs, http_status, probe_host, reap_zombies, remove_shm_regions, stop,
+                        stubs_of)
 from .server import REPO_ROOT, ServerConfig, TritonServer, tail
 
 log = logging.getLogger("serving.supervisor")
@@ -66,7 +67,6 @@ class GatewaySpec:
     host: str
     port: int
     log_file: str
-    pid_file: str
     env: dict[str, str] = field(default_factory=dict)  # added to the supervisor's environment
 
 
@@ -110,18 +110,8 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
-def probe_host(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host.strip("[]")
-
-
 def is_live(host: str, http_port: int, timeout: float = 5.0) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://{probe_host(host)}:{http_port}/v2/health/live", timeout=timeout) as r:
-            return r.status == 200
-    except OSError:
-        return False
+    return http_status(f"http://{probe_host(host)}:{http_port}/v2/health/live", timeout)[0] == 200
 
 
 class LivenessProbe:
@@ -160,7 +150,6 @@ class Gateway:
             self.process = subprocess.Popen([sys.executable, "-m", "webui"], cwd=REPO_ROOT, env=env, stdout=out,
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             start_new_session=True)
-        Path(self.spec.pid_file).write_text(f"{self.process.pid}\n")
         log.info("started the web gateway (pid %d) on %s:%d", self.process.pid, self.spec.host, self.spec.port)
 
     def check(self, now: float) -> None:
@@ -188,15 +177,9 @@ class Gateway:
     def stop(self, timeout: float = 10.0) -> None:
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process, timeout)
         log.info("stopped the web gateway (pid %d)", self.process.pid)
         self.process = None
-        Path(self.spec.pid_file).unlink(missing_ok=True)
 
     def state(self) -> dict:
         return {"pid": self.process.pid if self.process else None, "host": self.spec.host, "port": self.spec.port,
@@ -225,7 +208,7 @@ class Supervisor:
     def write_state(self) -> None:
         cfg = self.cfg
         state = {
-            "pid": os.getpid(), "supervisor": True, "state": self.status,
+            "pid": os.getpid(), "state": self.status,
             "server_pid": self.server.process.pid if self.server and self.server.process else None,
             "host": cfg.host, "http_port": cfg.http_port, "grpc_port": cfg.grpc_port,
             "metrics_port": cfg.metrics_port, "model_repository": str(Path(cfg.model_repository).resolve()),

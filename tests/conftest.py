@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from export.__main__ import export_checkpoint
 from export.checkpoint import Checkpoint, load_checkpoint
-from export.paths import REPO_ROOT
+from export.pipeline import export_checkpoint
 from export.repository import RepositoryConfig
 from export.synthetic import build
 from ner_pipeline import load_tokenizer

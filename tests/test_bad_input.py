@@ -68,9 +68,7 @@ def test_wrong_input_name(served, protocol):
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_wrong_dtype(served, protocol):
-    tensor = MODULES[protocol].InferInput("TEXT", [1, 1], "INT32")
-    tensor.set_data_from_numpy(np.array([[7]], dtype=np.int32))
-    message = rejected(served, protocol, [tensor])
+    message = rejected(served, protocol, [tensor(protocol, "TEXT", np.array([[7]], dtype=np.int32), "INT32")])
     assert "data-type" in message or "datatype" in message.lower()
     still_serving(served, protocol)
 
@@ -78,9 +76,7 @@ def test_wrong_dtype(served, protocol):
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_wrong_shape(served, protocol):
     array = np.array([[GOOD.encode(), GOOD.encode()]], dtype=np.object_)  # [1, 2] where [batch, 1] is expected
-    tensor = MODULES[protocol].InferInput("TEXT", [1, 2], "BYTES")
-    tensor.set_data_from_numpy(array)
-    message = rejected(served, protocol, [tensor])
+    message = rejected(served, protocol, [tensor(protocol, "TEXT", array, "BYTES")])
     assert "shape" in message
     still_serving(served, protocol)
 
@@ -101,10 +97,8 @@ def test_too_many_windows_in_one_request(served):
 
 def test_encoder_called_directly_with_mismatched_shapes(served):
     c = client("grpc", served.grpc_url)
-    ids = MODULES["grpc"].InferInput("input_ids", [1, 8], "INT64")
-    ids.set_data_from_numpy(np.full((1, 8), 101, dtype=np.int64))
-    mask = MODULES["grpc"].InferInput("attention_mask", [1, 6], "INT64")
-    mask.set_data_from_numpy(np.ones((1, 6), dtype=np.int64))
+    ids = tensor("grpc", "input_ids", np.full((1, 8), 101, dtype=np.int64), "INT64")
+    mask = tensor("grpc", "attention_mask", np.ones((1, 6), dtype=np.int64), "INT64")
     with pytest.raises(InferenceServerException):
         c.infer("encoder_int8", [ids, mask])
     still_serving(served, "grpc")

@@ -16,7 +16,6 @@ import json
 
 import grpc
 import pytest
-import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from ner_client import AsyncNerClient, InputRejected, NerClient
@@ -185,10 +184,8 @@ def test_the_sdk_sends_only_text(served):
 def test_batches_over_the_limit_through_the_sdk(served, protocol, monkeypatch):
     """1,000 texts in one call (the server takes 64 per request): the SDK splits them and keeps the order; asked for
     bigger batches it still sends at most the server's limit."""
-    import tritonclient.http
-
     texts = [f"第{i}条：" + ("张三在北京" if i % 3 else "欧阳娜娜去了乌鲁木齐") + "的" * (i % 7) for i in range(1000)]
-    cls = {"grpc": grpcclient.InferenceServerClient, "http": tritonclient.http.InferenceServerClient}[protocol]
+    cls = MODULES[protocol].InferenceServerClient
     original, batches = cls.infer, []
 
     def counting(self, model_name, inputs, *args, **kwargs):

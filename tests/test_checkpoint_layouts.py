@@ -44,7 +44,7 @@ import numpy as np
 import pytest
 import torch
 
-from export.__main__ import export_checkpoint
+from export.pipeline import export_checkpoint
 from export.checkpoint import CheckpointError, load_checkpoint
 from ner_model.data import vocab_file
 from export.repository import RepositoryConfig

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from export.__main__ import export_checkpoint
+from export.pipeline import export_checkpoint
 from ner_model.data import REPO_ROOT
 from export.repository import RepositoryConfig
 from serving.server import ServerConfig, TritonServer, free_port

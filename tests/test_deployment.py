@@ -10,8 +10,8 @@ import re
 import pytest
 import yaml
 
-from export.paths import REPO_ROOT
 from export.repository import ENSEMBLES
+from serving.server import REPO_ROOT
 from test_model_configs import MODELS, parse_config, rewrite_repository
 
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())

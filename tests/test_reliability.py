@@ -38,6 +38,9 @@ from serving.server import REPO_ROOT, ServerConfig, TritonServer, free_port, tai
 from test_webui_browser import SCREENSHOTS, browser_page, chromium, playwright_api, wait_until  # noqa: F401
 from texts import expected_entities
 
+# Every test here runs a load, a fault and its recovery, or a server of its own: the slow lane.
+pytestmark = pytest.mark.slow
+
 OUT = REPO_ROOT / "build" / "reliability"
 MODELS = ("ner", "ner_fp32")
 PROTOCOLS = ("grpc", "http")
@@ -217,6 +220,7 @@ def own_server(repository: Path, log: Path) -> TritonServer:
 
 # --------------------------------------------------------------------------------------------------- load
 
+@pytest.mark.server
 def test_load_mixed_requests_at_concurrency_32(served, tmp_path):
     """A few thousand mixed requests at concurrency 32: no failure, every answer equal to the single-request answer,
     and the server's memory after the run within 10 % of its memory after a warm-up of the same mix."""
@@ -266,6 +270,7 @@ def test_load_mixed_requests_at_concurrency_32(served, tmp_path):
 
 # --------------------------------------------------------------------------------------------------- overload
 
+@pytest.mark.server
 def test_overload_gets_fast_clear_errors_and_recovers(served, tmp_path):
     """A repository with a tiny queue (4 requests per model, 200 ms queue timeout), flooded for 8 s by 100 clients:
     the requests Triton cannot queue are refused at once with a clear reason while it goes on answering at its
@@ -371,12 +376,13 @@ class Supervised:
 @pytest.fixture(scope="module")
 def supervised(served, tmp_path_factory):
     """`python -m serving up` on free ports with a run directory of its own; the address to bind is left to the
-    defaults (no NER_HOST, NER_WEBUI_HOST)."""
+    defaults (no NER_SERVE_HOST, NER_WEBUI_HOST)."""
     run_dir = tmp_path_factory.mktemp("supervised") / "run"
     ports = [free_port() for _ in range(4)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("NER_")}
-    env.update({"NER_RUN_DIR": str(run_dir), "NER_HTTP_PORT": str(ports[0]), "NER_GRPC_PORT": str(ports[1]),
-                "NER_METRICS_PORT": str(ports[2]), "NER_WEBUI_PORT": str(ports[3]),
+    env.update({"NER_RUN_DIR": str(run_dir), "NER_SERVE_HTTP_PORT": str(ports[0]),
+                "NER_SERVE_GRPC_PORT": str(ports[1]), "NER_SERVE_METRICS_PORT": str(ports[2]),
+                "NER_WEBUI_PORT": str(ports[3]),
                 "NER_WEBUI_HEALTH_INTERVAL": "0.5"})
     sup = Supervised(run_dir, env, *ports)
     done = sup.cli("up", "--no-build", "--model-repository", str(served.repository))
@@ -400,6 +406,7 @@ def http_request(method: str, url: str, body: bytes | None = None, headers: dict
         connection.close()
 
 
+@pytest.mark.server
 def test_defaults_are_safe(supervised):
     """Everything `python -m serving up` starts listens on 127.0.0.1 only; Triton refuses to load or unload models;
     the gateway serves the page, its static files, /ws and /healthz and nothing else."""
@@ -456,6 +463,7 @@ async def load_until(stop: asyncio.Event, clients: dict, tag: str, workers: int 
     return outcomes
 
 
+@pytest.mark.server
 def test_triton_alone_does_not_restart_a_killed_stub(served, tmp_path):
     """What the supervisor is for: after SIGKILL to a Python-backend stub, Triton 2.51 serves errors through that
     model ('Stub process ... is not healthy') while its readiness endpoint still says ready."""
@@ -486,6 +494,7 @@ def test_triton_alone_does_not_restart_a_killed_stub(served, tmp_path):
     assert not [s.shm_region for s in stubs if Path("/dev/shm", s.shm_region).exists()]
 
 
+@pytest.mark.server
 def test_killed_python_backend_process_under_load(supervised):
     """SIGKILL to the tokenizer's stub while requests run. Triton does not restart the stub: requests through it fail
     with 'Stub process ... is not healthy' until the supervisor notices, kills the server and starts it again; the
@@ -565,6 +574,7 @@ def wait_for_entities(page, text: str, timeout: float = 120_000) -> None:
     }""", [want, text], timeout=timeout)
 
 
+@pytest.mark.browser
 def test_triton_killed_while_the_gateway_and_a_page_are_connected(supervised, browser_page):
     """tritonserver is killed under an open page: the page shows 'Triton down', and once the supervisor has Triton
     back, answers the text typed meanwhile by itself. An SDK call during the outage fails after its bounded tries; a
@@ -658,6 +668,7 @@ def settle(grpc_url: str, models: tuple[str, ...], quiet: float = 3.0, timeout: 
     return last
 
 
+@pytest.mark.server
 def test_closed_websocket_stops_its_work_in_triton(supervised):
     """Eight long texts sent, the WebSocket closed as soon as Triton starts on them: the gateway cancels its calls and
     Triton drops the requests it had not finished (its own statistics say so)."""
@@ -688,6 +699,7 @@ def test_closed_websocket_stops_its_work_in_triton(supervised):
     assert delta["ner_fp32"]["fail"] >= 1, delta  # ... it cancelled the rest
 
 
+@pytest.mark.server
 def test_a_client_that_floods_one_connection_gets_busy_not_a_queue(supervised):
     """Forty long texts in one burst on one connection: at most max_pending (8) are in Triton's hands at once; the rest
     are answered 'busy' at once, and Triton receives exactly the requests that were accepted (nothing piles up)."""
@@ -717,6 +729,7 @@ def test_a_client_that_floods_one_connection_gets_busy_not_a_queue(supervised):
     assert received == len(answered)
 
 
+@pytest.mark.server
 def test_down_stops_everything(supervised):
     """`python -m serving down`: the supervisor, tritonserver with its stubs and the gateway are gone, their ports
     free, the stubs' shared memory removed."""

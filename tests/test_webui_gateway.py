@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from serving.processes import stop
 from serving.server import ServerConfig, TritonServer, free_port, tail
 from texts import AWKWARD_TEXTS, expected_entities
 from triton_calls import infer
@@ -86,12 +87,7 @@ def running_gateway(triton_url: str, log: Path, *args: str, port: int | None = N
                 time.sleep(0.2)
         yield gateway
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, 15)
 
 
 def wait_healthy(gateway: RunningGateway, timeout: float = 60.0) -> dict:

@@ -1,0 +1,84 @@
+"""python -m export CHECKPOINT --output build/model_repository
+
+Turns a token-classification checkpoint into a complete Triton model repository: ONNX FP32 (parity-checked
+against PyTorch), ONNX INT8 (label agreement with FP32 reported), the tokenizer and decoder models, and both
+ensembles.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from ner_client.settings import (Setting, SettingGroup, boolean, count_or_auto, non_negative_int, positive_int)
+from ner_pipeline.runs import RUN_PLANNINGS
+from ner_pipeline.windows import WindowConfig
+
+from .errors import CheckpointError
+from .onnx_export import OnnxExportConfig
+from .quantize import QuantizationConfig
+from .repository import ENCODER_BACKENDS, REPO_ROOT, RepositoryConfig
+
+R = RepositoryConfig
+
+SETTINGS = SettingGroup("NER_EXPORT_", (
+    Setting("checkpoint", None, "checkpoint directory", type=Path, env="NER_CHECKPOINT", positional=True,
+            required=True),
+    Setting("output", REPO_ROOT / "build" / "model_repository", "model repository to write", type=Path,
+            env="NER_MODEL_REPOSITORY", shown="build/model_repository"),
+    Setting("encoder_backend", R.encoder_backend, "python: onnxruntime inside a Python-backend model (this machine's "
+            "server); onnxruntime: Triton's native backend (the official container)", choices=ENCODER_BACKENDS),
+    Setting("opset", OnnxExportConfig.opset, "ONNX opset, at most 21 for the 24.10 container", type=positive_int),
+    Setting("reduce_range", QuantizationConfig.reduce_range, "7-bit INT8 weights, for CPUs without VNNI",
+            type=boolean),
+    Setting("max_text_chars", WindowConfig.max_text_chars, "longest accepted text, in code points",
+            type=positive_int),
+    Setting("window_overlap", WindowConfig.overlap_tokens, "tokens shared by consecutive windows of a long text",
+            type=non_negative_int),
+    Setting("max_texts_per_request", R.max_texts_per_request, "the ensembles' max_batch_size", type=positive_int),
+    Setting("encoder_instances", R.encoder_instances, "instances of the INT8 encoder", type=positive_int),
+    Setting("intra_op_threads", R.intra_op_threads, "ONNX Runtime threads per INT8 encoder instance",
+            type=positive_int),
+    Setting("fp32_encoder_instances", R.fp32_encoder_instances, "instances of the FP32 encoder; auto: 2 when its "
+            f"ONNX file is at most {R.fp32_two_instances_max_mb} MB, else 1", type=count_or_auto, shown="auto"),
+    Setting("fp32_intra_op_threads", R.fp32_intra_op_threads, "ONNX Runtime threads per FP32 encoder instance; "
+            "auto: 1 with 2 instances, else 2", type=count_or_auto, shown="auto"),
+    Setting("max_queue_delay_us", R.max_queue_delay_us, "dynamic batching delay, at most 2000",
+            type=non_negative_int),
+    Setting("run_planning", R.run_planning, "how the Python-backend encoder groups rows of different lengths: cost "
+            "(the cheapest plan under a cost model of one call) or ratio (padding at most a fixed share)",
+            choices=RUN_PLANNINGS),
+    Setting("run_cost", R.run_cost, "the cost model: auto (measured by the encoder at load) or "
+            "'per_run,per_position,per_token' in ms"),
+    Setting("response_cache", R.response_cache, "Triton's response cache for the ensembles", type=boolean),
+), title="python -m export")
+
+
+def configs(args) -> tuple[RepositoryConfig, OnnxExportConfig, QuantizationConfig]:
+    """The export's configuration objects from its settings; ValueError when a value is out of range."""
+    window = replace(WindowConfig(), max_text_chars=args.max_text_chars, overlap_tokens=args.window_overlap)
+    repo_cfg = RepositoryConfig(
+        encoder_backend=args.encoder_backend, max_texts_per_request=args.max_texts_per_request, window=window,
+        encoder_instances=args.encoder_instances, intra_op_threads=args.intra_op_threads,
+        fp32_encoder_instances=args.fp32_encoder_instances, fp32_intra_op_threads=args.fp32_intra_op_threads,
+        max_queue_delay_us=args.max_queue_delay_us, run_planning=args.run_planning, run_cost=args.run_cost,
+        response_cache=args.response_cache)
+    return repo_cfg, OnnxExportConfig(opset=args.opset), QuantizationConfig(reduce_range=args.reduce_range)
+
+
+def main(argv=None) -> int:
+    args = SETTINGS.parse(argv, prog="python -m export", description=__doc__)
+    try:
+        repo_cfg, onnx_cfg, quant_cfg = configs(args)
+    except ValueError as err:  # a setting out of range, e.g. a malformed --run-cost
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from .pipeline import export_checkpoint
+
+    try:
+        export_checkpoint(args.checkpoint, args.output, repo_cfg, onnx_cfg, quant_cfg)
+    except CheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,98 @@
+"""Checkpoint → Triton model repository: ONNX FP32 (parity-checked against PyTorch), ONNX INT8 (label agreement
+with FP32 reported), the tokenizer and decoder models and both ensembles, with ``export_report.json`` beside them."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from ner_pipeline.windows import encode_texts, load_tokenizer
+
+from .checkpoint import describe, load_checkpoint
+from .onnx_export import OnnxExportConfig, export_fp32, max_abs_difference, onnx_session
+from .quantize import QuantizationConfig, label_agreement, quantize_int8
+from .repository import RepositoryConfig, write_repository
+
+# Parity samples: mixed scripts, full-width forms, emoji, combining marks, and one text long enough for windows.
+SAMPLE_TEXTS = [
+    "张三在北京的清华大学读书。",
+    "联合国秘书长访问上海，Microsoft 与微软公司的代表同行。",
+    "Ｆｕｌｌ　ｗｉｄｔｈ文字、e\u0301cole、😀表情和𠀀生僻字都要对齐。",
+    "2024年3月，李四从乌鲁木齐出发\t沿长江而下。\n",
+    "这是一段很长的文字，" * 120,
+]
+
+
+class Progress:
+    """One line per export step with its duration, so a long export shows where it is."""
+
+    def __init__(self, total: int):
+        self.total, self.step, self.started = total, 0, time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        self.step += 1
+        print(f"[{self.step}/{self.total}] {message} (t={time.perf_counter() - self.started:.1f} s)", flush=True)
+
+
+def export_checkpoint(checkpoint_dir: Path, output: Path, repo_cfg: RepositoryConfig,
+                      onnx_cfg: OnnxExportConfig = OnnxExportConfig(),
+                      quant_cfg: QuantizationConfig = QuantizationConfig()) -> dict:
+    """Writes the repository and ``export_report.json`` inside it; returns the report."""
+    started = time.perf_counter()
+    progress = Progress(6)
+    progress(f"loading checkpoint {checkpoint_dir}")
+    checkpoint = load_checkpoint(checkpoint_dir)
+    print(f"      {describe(checkpoint)}", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="ner-export-") as tmp:
+        tmp = Path(tmp)
+        checkpoint.tokenizer.save_pretrained(str(tmp / "tokenizer"))
+        tokenizer_json = tmp / "tokenizer" / "tokenizer.json"
+        batch = encode_texts(load_tokenizer(str(tokenizer_json)), SAMPLE_TEXTS, repo_cfg.window)
+        rows = [(batch.input_ids[i : i + 1], batch.attention_mask[i : i + 1]) for i in range(batch.rows)]
+
+        progress(f"exporting ONNX FP32 (opset {onnx_cfg.opset})")
+        fp32_path = export_fp32(checkpoint.model, tmp / "fp32.onnx", onnx_cfg)
+        fp32_session = onnx_session(fp32_path)
+        progress(f"checking FP32 parity with PyTorch on {len(rows)} rows")
+        parity = max_abs_difference(checkpoint.model, fp32_session, rows)
+        if parity > onnx_cfg.parity_tolerance:
+            raise RuntimeError(f"ONNX FP32 differs from PyTorch by {parity:.2e} > {onnx_cfg.parity_tolerance:.0e}")
+
+        progress(f"quantizing to INT8 (per_channel={quant_cfg.per_channel}, reduce_range={quant_cfg.reduce_range})")
+        int8_path = quantize_int8(fp32_path, tmp / "int8.onnx", quant_cfg)
+        agreement = label_agreement(fp32_session, onnx_session(int8_path), rows)
+
+        progress(f"writing the model repository to {output} (encoder backend: {repo_cfg.encoder_backend})")
+        files = write_repository(output, {"fp32": fp32_path, "int8": int8_path}, tokenizer_json,
+                                 checkpoint.labels, checkpoint.scheme, checkpoint.crf, repo_cfg)
+        sizes = {precision: path.stat().st_size for precision, path in (("fp32", fp32_path), ("int8", int8_path))}
+
+    report = {
+        "checkpoint": str(checkpoint_dir),
+        "model_type": checkpoint.model_type,
+        "layout": checkpoint.layout,
+        "labels_source": checkpoint.labels_source,
+        "tokenizer": checkpoint.tokenizer_options,
+        "labels": checkpoint.labels,
+        "scheme": checkpoint.scheme,
+        "crf": checkpoint.crf is not None,
+        "export_seconds": round(time.perf_counter() - started, 2),
+        "onnx_bytes": sizes,
+        "parity_max_abs_logit_diff": parity,
+        "int8_label_agreement": agreement,
+        "sample_rows": len(rows),
+        "onnx": asdict(onnx_cfg),
+        "quantization": asdict(quant_cfg),
+        "repository": asdict(repo_cfg),
+        "files_sha256": files,
+    }
+    (output / "export_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    progress(
+        f"done: FP32 {sizes['fp32'] / 1e6:.1f} MB, INT8 {sizes['int8'] / 1e6:.1f} MB, parity {parity:.1e}, "
+        f"INT8 agreement {agreement:.2%}"
+    )
+    return report
