@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from ner_client.cli import SETTINGS
 from serving.server import free_port
 from texts import AWKWARD_TEXTS, expected_entities
 
 GOOD = "张三在北京的清华大学读书。"
 LINES = [t for t in AWKWARD_TEXTS if "\n" not in t and "\r" not in t]  # texts that fit on one line
-VARIABLES = ("NER_URL", "NER_PROTOCOL", "NER_MODEL", "NER_PRECISION", "NER_BATCH_SIZE", "NER_CONCURRENCY",
-             "NER_TIMEOUT", "NER_RETRIES", "NER_FORMAT", "NER_COLOR", "NER_PROGRESS", "NER_FILE", "NER_HTTP_PORT",
-             "NER_GRPC_PORT", "NO_COLOR")
+VARIABLES = ("NO_COLOR", *(SETTINGS.env_name(setting) for setting in SETTINGS))
 
 
 def ner_client(*args: str, stdin: bytes | None = None, env: dict | None = None, entry_point: bool = False):
@@ -59,7 +58,8 @@ def test_file_of_many_lines_over_http_from_the_environment(served, tmp_path):
     path = tmp_path / "texts.txt"
     path.write_bytes(("\n".join(texts[:50]) + "\r\n" + "\n".join(texts[50:]) + "\n").encode("utf-8"))
     result = ner_client("--file", str(path), "--batch-size", "16", "--progress",
-                        env={"NER_URL": served.http_url, "NER_PROTOCOL": "http", "NER_PRECISION": "fp32"})
+                        env={"NER_TRITON_URL": served.http_url, "NER_TRITON_PROTOCOL": "http",
+                             "NER_CLIENT_PRECISION": "fp32"})
     out = records(result)
     assert [r["text"] for r in out] == texts
     want = served.reference(texts)
@@ -71,24 +71,24 @@ def test_file_of_many_lines_over_http_from_the_environment(served, tmp_path):
 
 def test_stdin_one_text_per_line(served):
     lines = [GOOD, "李四去了上海。", "", "王小明在Microsoft工作"]
-    result = ner_client(stdin=("\n".join(lines) + "\n").encode("utf-8"), env={"NER_URL": served.grpc_url})
+    result = ner_client(stdin=("\n".join(lines) + "\n").encode("utf-8"), env={"NER_TRITON_URL": served.grpc_url})
     out = records(result)
     assert [r["text"] for r in out] == lines
     assert [triples(r["entities"]) for r in out] == [expected_entities(t) for t in lines]
 
     pretty = ner_client("--format", "pretty", "--color", "always", stdin=GOOD.encode("utf-8"),
-                        env={"NER_URL": served.grpc_url})
+                        env={"NER_TRITON_URL": served.grpc_url})
     assert pretty.returncode == 0
     shown = pretty.stdout.decode("utf-8")
     assert "\x1b[" in shown and "[PER]" in shown and "[ORG]" in shown
     plain = ner_client("--format", "pretty", stdin=GOOD.encode("utf-8"),
-                       env={"NER_URL": served.grpc_url, "NO_COLOR": "1"})
+                       env={"NER_TRITON_URL": served.grpc_url, "NO_COLOR": "1"})
     assert plain.stdout.decode("utf-8") == "[张三|PER]在[北京|LOC]的[清华大学|ORG]读书。\n"
 
 
 def test_model_info_and_the_entry_point(served):
-    result = ner_client("--info", "--precision", "fp32", env={"NER_URL": served.grpc_url, "NER_MODEL": "ner"},
-                        entry_point=True)
+    result = ner_client("--info", "--precision", "fp32",
+                        env={"NER_TRITON_URL": served.grpc_url, "NER_CLIENT_MODEL": "ner"}, entry_point=True)
     (info,) = records(result)
     assert info["name"] == "ner_fp32" and info["precision"] == "fp32"
     assert info["labels"] == list(served.checkpoint.labels) and info["max_texts_per_request"] >= 1

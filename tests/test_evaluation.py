@@ -39,6 +39,7 @@ def test_evaluation_command_scores_served_models_and_matches_in_process(served, 
         assert report["models"][model]["overall"]["f1"] == 1.0
         assert report["models"][model]["overall"]["support"] == n_gold
     assert report["served_fp32_equals_in_process"] is True
+    assert report["served_fp32_against_in_process"]["differing_entities"] == 0
     assert "overall" in result.stdout and "ner_fp32" in result.stdout
 
 

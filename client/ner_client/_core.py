@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence, Union
@@ -17,6 +16,7 @@ Text = Union[str, bytes]
 
 PROTOCOLS = ("grpc", "http")
 MODEL_FOR_PRECISION = {"int8": "ner", "fp32": "ner_fp32"}
+DEFAULT_URL = {"grpc": "127.0.0.1:8001", "http": "127.0.0.1:8000"}  # Triton's own default ports
 DEFAULT_MODEL = "ner"
 INPUT_NAME = "TEXT"
 OUTPUT_NAME = "ENTITIES"
@@ -50,10 +50,6 @@ class Target:
         return f"{'https' if self.ssl else self.protocol}://{self.url}"
 
 
-def default_url(protocol: str) -> str:
-    if protocol == "http":
-        return f"127.0.0.1:{os.environ.get('NER_HTTP_PORT') or 8000}"
-    return f"127.0.0.1:{os.environ.get('NER_GRPC_PORT') or 8001}"
 
 
 def resolve_target(url: str | None, protocol: str | None, model: str | None, precision: str | None) -> Target:
@@ -75,7 +71,7 @@ def resolve_target(url: str | None, protocol: str | None, model: str | None, pre
         if scheme is not None and scheme != protocol:
             raise ValueError(f"the URL says {scheme} but protocol={protocol!r}")
     protocol = protocol or scheme or "grpc"
-    url = (url or default_url(protocol)).rstrip("/")
+    url = (url or DEFAULT_URL[protocol]).rstrip("/")
     if precision is not None:
         key = precision.lower()
         if key not in MODEL_FOR_PRECISION:

@@ -9,13 +9,16 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from typing import IO, Any, Iterator
+from typing import IO, Iterator, Mapping
 
 from ._core import MODEL_FOR_PRECISION, Text
 from .aio import AsyncNerClient
 from .entity import Entity
 from .errors import (
     InputRejected, ModelNotReady, NerError, RequestTimeout, ServerUnavailable, one_line, relabel,
+)
+from .settings import (
+    TRITON_PROTOCOL, TRITON_URL, Setting, SettingGroup, boolean, positive_float, positive_int,
 )
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_REJECTED, EXIT_NOT_READY, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5, 6
@@ -25,100 +28,50 @@ BLOCK_TEXTS = 1024  # texts read ahead and sent (in requests of --batch-size) be
 BLOCK_CHARS = 2_000_000
 PROGRESS_MIN_LINES = 256  # a file of at least this many lines gets a progress bar on a terminal
 
-# option → (environment variable, type); every option can come from the environment, the command line wins.
-ENVIRONMENT = {
-    "file": ("NER_FILE", str),
-    "url": ("NER_URL", str),
-    "protocol": ("NER_PROTOCOL", str),
-    "model": ("NER_MODEL", str),
-    "precision": ("NER_PRECISION", str),
-    "batch_size": ("NER_BATCH_SIZE", int),
-    "concurrency": ("NER_CONCURRENCY", int),
-    "timeout": ("NER_TIMEOUT", float),
-    "retries": ("NER_RETRIES", int),
-    "format": ("NER_FORMAT", str),
-    "color": ("NER_COLOR", str),
-    "progress": ("NER_PROGRESS", "bool"),
-}
-DEFAULTS = {"concurrency": 4, "timeout": 30.0, "retries": 3, "color": "auto"}
+SETTINGS = SettingGroup("NER_CLIENT_", (
+    Setting("file", None, "a UTF-8 file of texts, one per line (\"-\": stdin); texts given as arguments win over "
+            "the variable", metavar="PATH", short="-f", shown="stdin, when no TEXT is given"),
+    TRITON_URL,
+    TRITON_PROTOCOL,
+    Setting("model", None, "the served ensemble; not with --precision", metavar="NAME", shown="ner"),
+    Setting("precision", None, "the ensemble by its precision: int8 → ner, fp32 → ner_fp32; not with --model",
+            choices=tuple(sorted(MODEL_FOR_PRECISION)), metavar="fp32|int8"),
+    Setting("batch_size", None, "texts per request (at most the server's max_texts_per_request)",
+            type=positive_int, metavar="N", shown="the server's max_texts_per_request"),
+    Setting("concurrency", 4, "requests in flight", type=positive_int, metavar="N"),
+    Setting("timeout", 30.0, "seconds per request, retries included", type=positive_float, metavar="SECONDS"),
+    Setting("retries", 3, "most tries per request when the server is unreachable", type=positive_int, metavar="N"),
+    Setting("format", None, "jsonl: {\"text\", \"entities\"} per line; pretty: the text with its entities highlighted",
+            choices=("jsonl", "pretty"), metavar="jsonl|pretty", shown="pretty on a terminal, else jsonl"),
+    Setting("color", "auto", "colours in pretty output (NO_COLOR is honoured)", choices=("auto", "always", "never"),
+            metavar="auto|always|never"),
+    Setting("progress", None, "a progress bar on stderr", type=boolean,
+            shown=f"for a --file of at least {PROGRESS_MIN_LINES} lines on a terminal"),
+), title="ner-client", exclusive=(("model", "precision"),))
 
 EPILOG = """\
 Each text is one argument, or one line of --file (\"-\" for stdin), or one line of stdin when neither is given.
-Every option can also be set by its environment variable (the command line wins):
-  NER_URL, NER_PROTOCOL, NER_MODEL, NER_PRECISION, NER_BATCH_SIZE, NER_CONCURRENCY, NER_TIMEOUT, NER_RETRIES,
-  NER_FORMAT, NER_COLOR, NER_PROGRESS (1/0), NER_FILE.
-Without a URL: 127.0.0.1:$NER_GRPC_PORT (8001) for gRPC, 127.0.0.1:$NER_HTTP_PORT (8000) for HTTP.
 Exit codes: 0 ok, 1 other server error, 2 usage, 3 server unavailable, 4 input rejected, 5 model not ready,
   6 timeout, 130 interrupted.
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="ner-client", description="Named entities of Chinese texts, from the NER service on Triton.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to tag, one per argument")
-    p.add_argument("-f", "--file", metavar="PATH", help="a UTF-8 file of texts, one per line (\"-\": stdin)")
-    p.add_argument("--url", help="host:port, optionally grpc:// http:// or https:// (which sets the protocol)")
-    p.add_argument("--protocol", choices=["grpc", "http"], help="default: the URL's scheme, else grpc")
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--model", help="served ensemble (default ner)")
-    which.add_argument("--precision", choices=sorted(MODEL_FOR_PRECISION),
-                       help="int8 → ner, fp32 → ner_fp32")
-    p.add_argument("--batch-size", type=int, metavar="N",
-                   help="texts per request (default and maximum: the server's max_texts_per_request)")
-    p.add_argument("--concurrency", type=int, metavar="N", help="requests in flight (default 4)")
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="per request, retries included (default 30)")
-    p.add_argument("--retries", type=int, metavar="N", help="most tries per request when the server is unreachable "
-                                                              "(default 3)")
-    p.add_argument("--format", choices=["jsonl", "pretty"],
-                   help="jsonl: {\"text\", \"entities\"} per line; pretty: highlighted text "
-                        "(default: pretty on a terminal, else jsonl)")
-    p.add_argument("--color", choices=["auto", "always", "never"], help="colours in pretty output (default auto; "
-                                                                        "NO_COLOR is honoured)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help=f"progress bar on stderr (default: for a file of ≥ {PROGRESS_MIN_LINES} lines on a terminal)")
-    p.add_argument("--info", action="store_true", help="print the served model's labels and limits as JSON, and exit")
-    return p
+def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    parser = SETTINGS.parser("ner-client", "Named entities of Chinese texts, from the NER service on Triton.",
+                             environ=environ, epilog=EPILOG)
+    parser.add_argument("texts", nargs="*", metavar="TEXT", help="texts to tag, one per argument")
+    parser.add_argument("--info", action="store_true",
+                        help="print the served model's labels and limits as JSON, and exit")
+    return parser
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = build_parser()
+def parse_args(argv: list[str] | None, environ: Mapping[str, str] | None = None) -> argparse.Namespace:
+    parser = build_parser(environ)
     args = parser.parse_args(argv)
-    explicit_model = args.model is not None or args.precision is not None
-    for dest, (variable, kind) in ENVIRONMENT.items():
-        if getattr(args, dest) is not None or variable not in os.environ or os.environ[variable] == "":
-            continue
-        if dest in ("model", "precision") and explicit_model:
-            continue  # --model/--precision on the command line override both variables
-        if dest == "file" and args.texts:
-            continue  # texts as arguments override NER_FILE
-        raw = os.environ[variable]
-        try:
-            if kind == "bool":
-                value: Any = {"1": True, "true": True, "yes": True, "on": True,
-                              "0": False, "false": False, "no": False, "off": False}[raw.strip().lower()]
-            else:
-                value = kind(raw)
-        except (KeyError, ValueError):
-            parser.error(f"{variable}={raw!r} is not a valid value")
-        setattr(args, dest, value)
-    for dest, value in DEFAULTS.items():
-        if getattr(args, dest) is None:
-            setattr(args, dest, value)
-    for dest in ("protocol", "format", "color"):
-        choices = {"protocol": ("grpc", "http"), "format": ("jsonl", "pretty"), "color": ("auto", "always", "never")}
-        if getattr(args, dest) is not None and getattr(args, dest) not in choices[dest]:
-            parser.error(f"{dest} must be one of {', '.join(choices[dest])}")
-    if args.precision is not None and args.precision.lower() not in MODEL_FOR_PRECISION:
-        parser.error(f"precision must be one of {', '.join(MODEL_FOR_PRECISION)}")
-    if args.texts and args.file:
-        parser.error("give texts as arguments or --file, not both")
-    for dest in ("batch_size", "concurrency", "retries"):
-        if getattr(args, dest) is not None and getattr(args, dest) < 1:
-            parser.error(f"--{dest.replace('_', '-')} must be at least 1")
-    if args.timeout <= 0:
-        parser.error("--timeout must be positive")
+    if args.texts and args.file is not None:
+        if args.file != parser.get_default("file"):
+            parser.error("give texts as arguments or --file, not both")
+        args.file = None  # texts on the command line win over NER_CLIENT_FILE
     return args
 
 

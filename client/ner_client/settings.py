@@ -65,6 +65,13 @@ def non_negative_int(text: str | int) -> int:
     return value
 
 
+def positive_float(text: str | float) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(f"must be more than 0, not {text}")
+    return value
+
+
 def count_or_auto(text: str | int | None) -> int | None:
     """A positive count, or ``auto`` (None: the component decides)."""
     if text is None or text == "auto":
@@ -75,6 +82,7 @@ def count_or_auto(text: str | int | None) -> int | None:
 TYPE_NAMES: dict[Callable, str] = {
     str: "text", int: "integer", float: "number", Path: "path", boolean: "boolean", comma_list: "comma list",
     word_list: "list", positive_int: "integer ≥ 1", non_negative_int: "integer ≥ 0", count_or_auto: "integer or auto",
+    positive_float: "number > 0",
 }
 
 
@@ -85,6 +93,7 @@ class Setting:
     ``name`` is the attribute the parsed namespace gets; the flag is ``--name-with-dashes`` (``--no-name`` too for a
     boolean), the environment variable the group's prefix + ``NAME`` unless ``env`` names one. ``positional``: given
     as the command's argument rather than a flag. ``shown``: how the default reads when its value says it badly.
+    ``short``: a one-letter flag besides the long one (``-f``).
     """
 
     name: str
@@ -97,10 +106,15 @@ class Setting:
     positional: bool = False
     required: bool = False
     shown: str | None = None
+    short: str | None = None
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return (self.short, self.flag) if self.short else (self.flag,)
 
     def default_text(self) -> str:
         if self.shown is not None:
@@ -120,19 +134,42 @@ class Setting:
         return value
 
 
+class _Overrides(argparse.Action):
+    """Stores the value of a setting that excludes others, and puts them back to their declared defaults: given on
+    the command line, it wins over their environment variables as it does over its own."""
+
+    def __init__(self, option_strings, dest, others: Mapping[str, Any], **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.others = others
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for name, default in self.others.items():
+            setattr(namespace, name, default)
+        setattr(namespace, self.dest, values)
+
+
 @dataclass(frozen=True)
 class SettingGroup:
-    """A component's settings under one variable prefix (``NER_EXPORT_``)."""
+    """A component's settings under one variable prefix (``NER_EXPORT_``).
+
+    ``exclusive``: sets of settings of which the command line takes at most one (``("model", "precision")``); the
+    one given there wins over the environment variables of the others.
+    """
 
     prefix: str
     settings: tuple[Setting, ...]
     title: str = ""
+    exclusive: tuple[tuple[str, ...], ...] = ()
     _by_name: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         by_name = {s.name: s for s in self.settings}
         if len(by_name) != len(self.settings):
             raise ValueError(f"{self.prefix}: a setting name is declared twice")
+        for members in self.exclusive:
+            for name in members:
+                if name not in by_name or by_name[name].positional or by_name[name].type is boolean:
+                    raise ValueError(f"{self.prefix}: an exclusive set takes flags with values, not {name!r}")
         object.__setattr__(self, "_by_name", by_name)
 
     def __getitem__(self, name: str) -> Setting:
@@ -161,7 +198,15 @@ class SettingGroup:
                environ: Mapping[str, str] | None = None) -> None:
         """Adds the settings (all, or ``names``) to ``parser``, their defaults read from ``environ``."""
         environ = os.environ if environ is None else environ
-        for setting in self.select(names):
+        selected = self.select(names)
+        exclusive: dict[str, tuple[Any, dict[str, Any]]] = {}  # name → (argparse group, the others' defaults)
+        for members in self.exclusive:
+            present = [name for name in members if self[name] in selected]
+            if len(present) > 1:
+                group = parser.add_mutually_exclusive_group()
+                for name in present:
+                    exclusive[name] = (group, {other: self[other].default for other in present if other != name})
+        for setting in selected:
             variable = self.env_name(setting)
             default = setting.default
             raw = environ.get(variable)
@@ -177,9 +222,13 @@ class SettingGroup:
             if setting.positional:
                 parser.add_argument(setting.name, nargs="?", type=setting.parse, **kwargs)
             elif setting.type is boolean:
-                parser.add_argument(setting.flag, dest=setting.name, action=argparse.BooleanOptionalAction, **kwargs)
+                parser.add_argument(*setting.flags, dest=setting.name, action=argparse.BooleanOptionalAction, **kwargs)
+            elif setting.name in exclusive:
+                group, others = exclusive[setting.name]
+                group.add_argument(*setting.flags, dest=setting.name, type=setting.parse, action=_Overrides,
+                                   others=others, **kwargs)
             else:
-                parser.add_argument(setting.flag, dest=setting.name, type=setting.parse, **kwargs)
+                parser.add_argument(*setting.flags, dest=setting.name, type=setting.parse, **kwargs)
 
     def check_required(self, parser: argparse.ArgumentParser, args: argparse.Namespace,
                        names: Iterable[str] | None = None) -> None:
@@ -208,7 +257,8 @@ class SettingGroup:
         """The option table the docs show for this group."""
         rows = ["| flag | environment variable | type | default | meaning |", "|---|---|---|---|---|"]
         for s in self.settings:
-            flag = s.name.upper() if s.positional else (f"{s.flag}, --no-{s.flag[2:]}" if s.type is boolean else s.flag)
+            flag = s.name.upper() if s.positional else ", ".join(s.flags + ((f"--no-{s.flag[2:]}",) if s.type is boolean
+                                                                             else ()))
             kind = "one of " + ", ".join(map(str, s.choices)) if s.choices else TYPE_NAMES.get(s.type, "text")
             cell = s.help.replace("|", "\\|").replace("\n", " ")
             rows.append(f"| `{flag}` | `{self.env_name(s)}` | {kind} | `{s.default_text()}` | {cell} |")
@@ -265,4 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run with -m this module is __main__, a second copy: the groups named in the docs are made of the classes of
+    # ner_client.settings, which its main() checks against.
+    from ner_client.settings import main as checked_main
+
+    sys.exit(checked_main())
