@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ner_client.settings import Setting, SettingGroup, boolean, positive_int
-from ner_pipeline.tagging import parse_label
+from ner_pipeline.tagging import parse_label, scheme_labels
 
 from ner_model.data import vocab_file
 from .repository import REPO_ROOT
@@ -38,8 +38,7 @@ FILLER = [c for c in _FILLER_CHARS if c not in _LEXICON_CHARS] + _AWKWARD
 
 
 def labels_for(scheme: str) -> list[str]:
-    prefixes = {"BIO": "BI", "BIOES": "BIES", "BMES": "BMES"}[scheme]
-    return ["O"] + [f"{p}-{t}" for t in sorted(LEXICON) for p in prefixes]
+    return scheme_labels(scheme, sorted(LEXICON))
 
 
 def word_tags(n_words: int, entity_type: str, scheme: str) -> list[str]:

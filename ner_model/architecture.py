@@ -36,8 +36,9 @@ DEFAULT_CONFIG = {
     "lexicon_buckets": 0,
     "lexicon_max_len": 8,
 }
-# Features this architecture no longer has (docs/experiments.md). A checkpoint may name them only switched off; their
-# companion sizes (bigram_dim, lac_tags) mean nothing then and are ignored.
+# Keys of features this architecture does not have (docs/experiments.md: what they scored, the commit that has them).
+# A checkpoint may carry them switched off, as the shipped one does; their companion sizes (bigram_dim, lac_tags) mean
+# nothing then and are ignored.
 REMOVED_FEATURES = {"bigram_buckets": 0, "lac_features": 0}
 IGNORED_KEYS = ("bigram_dim", "lac_tags")
 
@@ -267,7 +268,7 @@ def check_config(config: dict) -> dict:
     on = {k: config[k] for k, off in REMOVED_FEATURES.items() if k in config and config[k] != off}
     if on:
         raise ValueError(f"the checkpoint uses {', '.join(f'{k}={v!r}' for k, v in on.items())}, a feature this "
-                         f"architecture no longer has (see docs/experiments.md for the commit that still has it)")
+                         f"architecture does not have (docs/experiments.md names the commit that has it)")
     return {k: v for k, v in config.items() if k not in REMOVED_FEATURES and k not in IGNORED_KEYS}
 
 

@@ -173,6 +173,18 @@ def training_config(args) -> dict:
     return {k: v for k, v in plain(args).items() if k not in NOT_TRAINING_CONFIG}
 
 
+def member_argv(args, seed: int, directory: Path, threads: int, minutes: float) -> list[str]:
+    """The command line of one ensemble member: the run's own options, and its seed, output, share of the threads and
+    time, with progress as lines for the parent's bars."""
+    argv = []
+    for setting in SETTINGS:
+        value = getattr(args, setting.name)
+        if setting.name not in MEMBER_SETTINGS_SET_BY_ENSEMBLE and value is not None:
+            argv += command_line(setting.name, value)
+    return argv + ["--output", str(directory), "--seed", str(seed), "--threads", str(threads), "--members", "1",
+                   "--max-minutes", f"{minutes:.2f}", "--no-progress", "--progress-lines"]
+
+
 def train_ensemble(args, t_start: float) -> int:
     """Trains ``--members`` models at once (one process each, the threads shared out), then saves their ensemble."""
     from ner_model.ensemble import LacBiGruCrfEnsemble
@@ -184,15 +196,6 @@ def train_ensemble(args, t_start: float) -> int:
     threads = max(1, args.threads // args.members)
     minutes = E.remaining_minutes(t_start, args.max_minutes, COMBINE_MINUTES)
 
-    def argv_for_member(seed: int, directory: Path) -> list[str]:
-        argv = []
-        for setting in SETTINGS:
-            value = getattr(args, setting.name)
-            if setting.name not in MEMBER_SETTINGS_SET_BY_ENSEMBLE and value is not None:
-                argv += command_line(setting.name, value)
-        return argv + ["--output", str(directory), "--seed", str(seed), "--threads", str(threads), "--members", "1",
-                       "--max-minutes", f"{minutes:.2f}", "--no-progress", "--progress-lines"]
-
     # measured: two members of one thread each take 45 minutes for the full 12-epoch schedule on 2 cores
     need = 45.0 * max(1.0, args.members / max(1, args.threads)) * args.epochs / 12
     if need > minutes and not (args.train_limit or args.max_steps):
@@ -200,7 +203,8 @@ def train_ensemble(args, t_start: float) -> int:
               f"with {minutes:.0f} the time schedule will cut theirs short (raise --max-minutes)", flush=True)
     print(f"ensemble of {args.members} members (seeds {', '.join(map(str, seeds))}), trained at once with {threads} "
           f"thread(s) each and {minutes:.1f} minutes at most, in {args.members_dir}", flush=True)
-    E.train_members(argv_for_member, seeds, member_dirs, show_progress=args.progress)
+    E.train_members(lambda seed, directory: member_argv(args, seed, directory, threads, minutes), seeds, member_dirs,
+                    show_progress=args.progress)
 
     out = Path(args.output)
     tok, _, labels, _, dev_s = prepare_data(args, out)
