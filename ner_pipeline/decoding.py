@@ -99,6 +99,21 @@ class Decoder:
             per_text[int(index)].append((logits[row], word_spans[row]))
         return [self.decode_text(text, windows) for text, windows in zip(texts, per_text)]
 
+    def decode_request(
+        self, logits: np.ndarray, word_spans: np.ndarray, text_index: np.ndarray, source_text: np.ndarray
+    ) -> np.ndarray:
+        """The decoder model's answer to one request: ENTITIES [n_texts, 1], each the UTF-8 JSON array of one text's
+        entities. Its rows are encoder windows; ``text_index`` [rows, 1] says which text each belongs to (0 to
+        n_texts - 1) and ``source_text`` [rows, 1] repeats that text's UTF-8 bytes on each of its rows."""
+        text_index = np.asarray(text_index).reshape(-1)
+        source_text = np.asarray(source_text).reshape(-1)
+        n_texts = int(text_index.max()) + 1 if len(text_index) else 0
+        texts = [""] * n_texts
+        for row in np.unique(text_index, return_index=True)[1]:
+            texts[text_index[row]] = source_text[row].decode("utf-8")
+        entities = self.decode_batch(logits, word_spans, text_index, texts)
+        return np.array([[entities_to_json(e).encode("utf-8")] for e in entities], dtype=np.object_).reshape(n_texts, 1)
+
 
 def entities_to_json(entities: list[dict]) -> str:
     return json.dumps(entities, ensure_ascii=False, separators=(",", ":"))

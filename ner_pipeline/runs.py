@@ -3,9 +3,11 @@
 On a CPU every padded position costs as much as a real one, but so does every call: a BERT-base INT8 call streams its
 ~85 MB of weights from memory whatever the rows, about 4.6 ms on one core here, as much as 17 tokens of work. So rows
 are sorted by real length and cut where the cost model says a cut pays (:func:`plan_runs_by_cost`, what the served
-encoder does; the model is measured when the encoder loads, :func:`calibrate_run_cost`), or, the older rule, where a
-run's padding would pass a fixed share of its real tokens (:func:`plan_runs`). The served encoder
-(`model_repository/encoder/1/model.py`) and the benchmark's batched baseline (`perf/baselines.py`) both call these.
+encoder does; the model is measured when the encoder loads, :func:`calibrate_run_cost`), or where a run's
+padding would pass a fixed share of its real tokens (:func:`plan_runs`). The served encoder
+(`model_repository/encoder/1/model.py`) and the benchmark's batched baseline (`perf/baselines.py`) both call these;
+the encoder hands the rows of all its queued requests to :func:`run_rows`, which pads each planned run, calls the
+session and gives every request its own logits back.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -130,3 +132,43 @@ def plan_runs_by_cost(lengths, cost: RunCost, max_tokens: int, max_rows: int | N
         runs.append(order[start[j]:j])
         j = start[j]
     return runs[::-1]
+
+
+def real_length(mask_row: np.ndarray) -> int:
+    """One past the row's last attended position; 1 for a row that attends nowhere (it still takes a position)."""
+    attended = np.flatnonzero(mask_row)
+    return int(attended[-1]) + 1 if attended.size else 1
+
+
+def run_rows(
+    requests: Sequence[tuple[np.ndarray, np.ndarray]],
+    plan: Callable[[list[int]], list[list[int]]],
+    run: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    num_labels: int,
+) -> tuple[list[np.ndarray], int]:
+    """Logits [rows, width, num_labels] for each request's (input_ids, attention_mask) [rows, width], and the padded
+    tokens of the largest run.
+
+    The rows of all requests are pooled with their real lengths (:func:`real_length`); ``plan(lengths)`` cuts them
+    into runs (lists of indices into the pool, every row once); each run is padded to its longest row and scored by
+    ``run(input_ids, attention_mask)`` -> [rows, width, labels]. A row's logits go back to its request and row; the
+    positions past its real length stay 0, so a request's answer does not depend on which rows it shared runs with."""
+    rows = [(k, r) for k, (ids, _) in enumerate(requests) for r in range(ids.shape[0])]
+    lengths = [real_length(requests[k][1][r]) for k, r in rows]
+    outputs = [np.zeros(ids.shape + (num_labels,), dtype=np.float32) for ids, _ in requests]
+    largest = 0
+    for members in plan(lengths):
+        width = max(lengths[i] for i in members)
+        ids = np.zeros((len(members), width), dtype=np.int64)
+        mask = np.zeros((len(members), width), dtype=np.int64)
+        for j, i in enumerate(members):
+            source_ids, source_mask = requests[rows[i][0]]
+            n = min(width, source_ids.shape[1])
+            ids[j, :n] = source_ids[rows[i][1], :n]
+            mask[j, :n] = source_mask[rows[i][1], :n]
+        logits = run(ids, mask)
+        largest = max(largest, ids.size)
+        for j, i in enumerate(members):
+            k, r = rows[i]
+            outputs[k][r, : lengths[i]] = logits[j, : lengths[i]]
+    return outputs, largest

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ner_model.data import msra_file
+from ner_model.data import msra_file, read_bio
 
 
 @dataclass(frozen=True)
@@ -23,30 +23,9 @@ def _spans(tags: list[str]) -> set[tuple[int, int, str]]:
 
 def msra_sentences(limit: int | None = None, skip_empty: bool = True) -> list[Sentence]:
     """The first ``limit`` sentences of MSRA test (all when None)."""
-    sentences: list[Sentence] = []
-    chars: list[str] = []
-    tags: list[str] = []
-
-    def close():
-        text = "".join(chars)
-        if text.strip() or not skip_empty:
-            sentences.append(Sentence(text, frozenset(_spans(tags))))
-        chars.clear()
-        tags.clear()
-
-    with open(msra_file("test"), encoding="utf-8") as f:
-        for line in f:
-            line = line.rstrip("\n")
-            if line.strip():
-                char, _, tag = line.partition("\t")
-                chars.append(char)
-                tags.append(tag.strip() or "O")
-            elif chars:
-                close()
-                if limit is not None and len(sentences) >= limit:
-                    break
-    if chars and (limit is None or len(sentences) < limit):
-        close()
+    sentences = [Sentence("".join(chars), frozenset(_spans(tags))) for chars, tags in read_bio(msra_file("test"))]
+    if skip_empty:
+        sentences = [s for s in sentences if s.text.strip()]
     return sentences[:limit] if limit is not None else sentences
 
 

@@ -18,6 +18,8 @@ from ner_pipeline import load_tokenizer
 from reference import ReferenceTagger
 from serving.server import ServerConfig, TritonServer, free_port
 
+pytest_plugins = ["lanes"]  # test lanes and --update-golden
+
 CACHE = REPO_ROOT / "build" / "test-cache"
 
 

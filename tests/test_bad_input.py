@@ -9,6 +9,8 @@ from tritonclient.utils import InferenceServerException
 from texts import expected_entities
 from triton_calls import MODULES, client, infer, text_tensor
 
+pytestmark = pytest.mark.server
+
 PROTOCOLS = ["http", "grpc"]
 GOOD = "张三在北京的清华大学读书。"
 

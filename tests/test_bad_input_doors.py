@@ -23,6 +23,8 @@ from test_webui_gateway import ask, connect, gateway, receive  # noqa: F401 (gat
 from texts import expected_entities
 from triton_calls import client, infer, text_tensor
 
+pytestmark = pytest.mark.server
+
 PROTOCOLS = ["http", "grpc"]
 GOOD = "张三在北京的清华大学读书。"
 EMPTY_AND_WHITESPACE = ["", " ", "   \t\n\r ", "\u3000\u00a0\u2003\u200b", "\n" * 1000]

@@ -51,6 +51,8 @@ from export.repository import RepositoryConfig
 from serving.server import ServerConfig, TritonServer, free_port
 from triton_calls import client, text_tensor
 
+pytestmark = pytest.mark.server
+
 HIDDEN, LAYERS, HEADS, INTERMEDIATE, MAX_POSITIONS = 32, 2, 2, 64, 512
 VOCAB_ROWS = 21128
 CLS, SEP, UNK = 101, 102, 100

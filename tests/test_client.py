@@ -19,6 +19,8 @@ from ner_client import (
 from serving.server import ServerConfig, TritonServer, free_port
 from texts import AWKWARD_TEXTS, expected_entities
 
+pytestmark = pytest.mark.server
+
 PROTOCOLS = ["grpc", "http"]
 GOOD = "张三在北京的清华大学读书。"
 TRITON_CLIENTS = {

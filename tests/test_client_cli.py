@@ -14,6 +14,8 @@ from ner_client.cli import SETTINGS
 from serving.server import free_port
 from texts import AWKWARD_TEXTS, expected_entities
 
+pytestmark = pytest.mark.server
+
 GOOD = "张三在北京的清华大学读书。"
 LINES = [t for t in AWKWARD_TEXTS if "\n" not in t and "\r" not in t]  # texts that fit on one line
 VARIABLES = ("NO_COLOR", *(SETTINGS.env_name(setting) for setting in SETTINGS))

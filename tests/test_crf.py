@@ -9,6 +9,8 @@ import pytest
 
 from ner_pipeline.crf import CrfParameters, _marginals_log_space, marginals, viterbi
 
+pytestmark = pytest.mark.unit
+
 
 def brute_force(emissions, crf):
     n, c = emissions.shape

@@ -1,12 +1,12 @@
 """Golden files pin down the decoder: BIO/BIOES/BMES chunking, CRF Viterbi vs argmax, window merging.
 
-Regenerate after an intended change with NER_UPDATE_GOLDEN=1 and review the diff of tests/golden/decoder.json.
+After an intended change: `.venv/bin/python -m pytest tests/test_decoder_golden.py --update-golden` rewrites
+tests/golden/decoder.json (the option is tests/lanes.py's); review its diff. A missing golden file is a failure.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,8 @@ import pytest
 
 from export.synthetic import constraint_crf
 from ner_pipeline import CrfParameters, Decoder
+
+pytestmark = pytest.mark.unit
 
 GOLDEN = Path(__file__).parent / "golden" / "decoder.json"
 TYPES = ("LOC", "ORG", "PER")
@@ -81,15 +83,33 @@ def decode_case(name: str) -> list[dict]:
     return Decoder(labels, crf).decode_text(text, window_rows(text, labels, windows, seed=len(name)))
 
 
-def test_golden_file_matches_decoder():
+def test_golden_file_matches_decoder(request):
     actual = {name: decode_case(name) for name in CASES}
-    if os.environ.get("NER_UPDATE_GOLDEN") == "1":
+    if request.config.getoption("--update-golden"):
         GOLDEN.write_text(json.dumps(actual, ensure_ascii=False, indent=1) + "\n")
+    assert GOLDEN.exists(), f"{GOLDEN} is missing: write it with --update-golden and review it"
     assert actual == json.loads(GOLDEN.read_text())
+
+
+# What each case means, written by hand (not by the decoder): (type, span) in order.
+EXPECTED = {
+    "bio_argmax_stray_inside_dropped": [("PER", "张三"), ("LOC", "北京")],
+    "bio_crf_repairs_invalid_start": [("PER", "王小明")],
+    "bio_argmax_keeps_invalid_start_out": [],
+    "bioes_argmax": [("PER", "张"), ("LOC", "北京市")],
+    "bioes_crf_closes_span": [("LOC", "北京市")],
+    "bmes_argmax": [("ORG", "联合国"), ("LOC", "京")],
+    "windows_agree_entity_on_boundary": [("PER", "张三")],
+    "windows_disagree_hand_over_at_clean_word": [("LOC", "北京"), ("LOC", "上海")],
+    "three_windows_no_duplicates": [("PER", "张三"), ("LOC", "北京"), ("ORG", "联合国")],
+}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_spans_equal_text_slices(name):
+    """Each entity is the case's expected one, and its offsets cut exactly its span out of the text."""
     text = CASES[name][2]
-    for entity in decode_case(name):
-        assert entity["span"] == text[entity["start"] : entity["end"]]
+    entities = decode_case(name)
+    assert [(e["type"], e["span"]) for e in entities] == EXPECTED[name]
+    for entity, (_, span) in zip(entities, EXPECTED[name]):
+        assert text[entity["start"] : entity["end"]] == span

@@ -14,6 +14,8 @@ from ner_model.data import REPO_ROOT
 from export.repository import RepositoryConfig
 from serving.server import ServerConfig, TritonServer, free_port
 
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
 DEFAULT_MODEL = REPO_ROOT / "models" / "default"
 CARD_SCORES = DEFAULT_MODEL / "eval_msra_test_slice.json"
 

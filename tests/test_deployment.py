@@ -14,6 +14,8 @@ from export.repository import ENSEMBLES
 from serving.server import REPO_ROOT
 from test_model_configs import MODELS, parse_config, rewrite_repository
 
+pytestmark = pytest.mark.server
+
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 

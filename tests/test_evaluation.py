@@ -6,9 +6,13 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from ner_model.data import REPO_ROOT
 from texts import AWKWARD_TEXTS, expected_entities
 from ner_model.scoring import tags_from_spans
+
+pytestmark = pytest.mark.server
 
 
 def write_bio(path, texts):

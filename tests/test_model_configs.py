@@ -1,4 +1,6 @@
-"""Every generated config.pbtxt parses as Triton's ModelConfig, and the encoder's matches its ONNX graph."""
+"""Every generated config.pbtxt parses as Triton's ModelConfig, and the encoder's matches its ONNX graph.
+
+The RepositoryConfig checks are unit tests; the others read the session's served repository (the server lane)."""
 
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ def repository(request, served, tmp_path_factory):
     return request.param, rewrite_repository(served, tmp_path_factory.mktemp(f"form-{request.param}"), request.param)
 
 
+@pytest.mark.server
 def test_every_config_parses(repository):
     form, root = repository
     for name in MODELS:
@@ -50,6 +53,7 @@ def test_every_config_parses(repository):
     assert parse_config(root / "encoder_int8" / "config.pbtxt").backend == form
 
 
+@pytest.mark.server
 def test_encoder_config_matches_onnx_graph(repository):
     _, root = repository
     for encoder in ("encoder_int8", "encoder_fp32"):
@@ -66,6 +70,7 @@ def test_encoder_config_matches_onnx_graph(repository):
         assert not declared, f"config declares tensors the graph lacks: {sorted(declared)}"
 
 
+@pytest.mark.server
 def test_onnx_is_self_contained_with_supported_opset(served):
     for encoder in ("encoder_int8", "encoder_fp32"):
         model = onnx.load(str(served.repository / encoder / "1" / "model.onnx"), load_external_data=False)
@@ -73,6 +78,7 @@ def test_onnx_is_self_contained_with_supported_opset(served):
         assert max(op.version for op in model.opset_import if op.domain in ("", "ai.onnx")) <= 21
 
 
+@pytest.mark.server
 def test_ensembles_wire_the_pipeline_and_publish_limits(served):
     for name, encoder, precision in (("ner", "encoder_int8", "int8"), ("ner_fp32", "encoder_fp32", "fp32")):
         config = parse_config(served.repository / name / "config.pbtxt")
@@ -84,6 +90,7 @@ def test_ensembles_wire_the_pipeline_and_publish_limits(served):
         assert params["labels"].split(",") == served.checkpoint.labels
 
 
+@pytest.mark.server
 def test_export_report(served):
     report = served.report
     assert report["parity_max_abs_logit_diff"] <= 1e-4
@@ -95,6 +102,7 @@ def test_export_report(served):
     assert encoder.parameters["onnx_sha256"].string_value == report["files_sha256"]["encoder_int8/1/model.onnx"]
 
 
+@pytest.mark.server
 def test_encoder_instances_and_threads_per_precision(repository, served, tmp_path):
     """Each precision's encoder gets its own instance count and ONNX Runtime threads: INT8 from RepositoryConfig, FP32
     by default from its ONNX file's size (2 x 1 for a small model, 1 x 2 past fp32_two_instances_max_mb), or as set."""
@@ -116,6 +124,7 @@ def test_encoder_instances_and_threads_per_precision(repository, served, tmp_pat
         assert config.parameters["intra_op_thread_count"].string_value == str(threads)
 
 
+@pytest.mark.server
 def test_single_instance_models_have_no_queue_policy(served, tmp_path):
     """A queue bound on every model with two or more instances; none on a single-instance one, where Triton 2.51's
     batcher would stall requests for 500 ms (RepositoryConfig.queue_policy)."""
@@ -135,11 +144,13 @@ def test_single_instance_models_have_no_queue_policy(served, tmp_path):
                        "decoder": (True, 7)}
 
 
+@pytest.mark.unit
 def test_repository_config_rejects_zero_instances():
     with pytest.raises(ValueError, match="at least 1"):
         RepositoryConfig(fp32_encoder_instances=0)
 
 
+@pytest.mark.unit
 def test_repository_config_rejects_unknown_run_planning():
     with pytest.raises(ValueError, match="run_planning"):
         RepositoryConfig(run_planning="greedy")
@@ -147,6 +158,7 @@ def test_repository_config_rejects_unknown_run_planning():
         RepositoryConfig(run_cost="4.6,0.28")
 
 
+@pytest.mark.server
 def test_python_encoders_plan_runs_by_a_cost_model_measured_at_load(served):
     """The shipped encoders cut runs by cost (ner_pipeline.runs.plan_runs_by_cost) and time their own session when
     they load; the fitted model is in the server's log."""
@@ -156,4 +168,7 @@ def test_python_encoders_plan_runs_by_a_cost_model_measured_at_load(served):
         assert (params["run_planning"].string_value, params["run_cost"].string_value) == ("cost", "auto")
         fitted = re.search(rf"{encoder}: run cost \(ms per call, per position, per token\) (\S+) \(measured\)", log)
         assert fitted, f"{encoder} logged no measured run cost"
-        assert RunCost.parse(fitted.group(1)).per_token >= 0
+        cost = RunCost.parse(fitted.group(1))
+        # A second row of the same length costs less than a second call: without that the cost planner never puts two
+        # rows in one run, and the encoder would run every row alone.
+        assert cost.of(2, 16) < 2 * cost.of(1, 16), cost

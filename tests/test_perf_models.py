@@ -3,12 +3,15 @@ BERT of the same form, so it runs in seconds)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers import BertConfig, BertForTokenClassification
 
 from ner_model.data import msra_file, read_bio, vocab_file
 from export.synthetic import constraint_crf, write_tokenizer_files
 from perf.models import BIO_LABELS, entity_rate_bias
+
+pytestmark = pytest.mark.unit
 
 
 def test_entity_rate_bias_matches_msra_train_rate(tmp_path):

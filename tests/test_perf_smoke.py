@@ -13,6 +13,8 @@ from perf.cli import SIZES, main
 from perf.report import SECTIONS
 from perf.suite import SIZES
 
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

@@ -1,4 +1,5 @@
-"""How the encoder groups rows of different lengths into runs (ner_pipeline.runs)."""
+"""How the encoder groups rows of different lengths into runs and gives each request its logits back
+(ner_pipeline.runs)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import itertools
 import random
 import time
 
+import numpy as np
 import pytest
 
 from ner_pipeline.runs import (CALIBRATION_SHAPES, RunCost, calibrate_run_cost, fit_run_cost, plan_runs,
-                                plan_runs_by_cost)
+                                plan_runs_by_cost, real_length, run_rows)
+
+pytestmark = pytest.mark.unit
 
 
 def padded_and_real(lengths, run):
@@ -116,3 +120,79 @@ def test_run_cost_text_form_round_trips_and_rejects_nonsense():
     for bad in ("4.6,0.28", "-1,0,0.28", "0,0,0", "a,b,c"):
         with pytest.raises(ValueError):
             RunCost.parse(bad)
+
+
+# The encoder's scheduling of the rows of all its queued requests: ner_pipeline.runs.run_rows.
+
+LABELS = 3
+
+
+def fake_session(calls: list):
+    """Stands in for the ONNX session: records its inputs and scores each position from its id and mask (never 0),
+    so that a position's logits show which input position they came from."""
+
+    def run(ids, mask):
+        calls.append((ids.copy(), mask.copy()))
+        return (ids[..., None] + 100 * mask[..., None] + 1000 * np.arange(1, LABELS + 1)).astype(np.float32)
+
+    return run
+
+
+def request(rng, masks: list[list[int]]):
+    mask = np.array(masks, dtype=np.int64).reshape(len(masks), -1)
+    ids = np.where(mask == 1, rng.integers(1, 100, size=mask.shape), 0).astype(np.int64)
+    return ids, mask
+
+
+def expected_logits(ids, mask, lengths):
+    out = np.zeros(ids.shape + (LABELS,), dtype=np.float32)
+    for r, n in enumerate(lengths):
+        out[r, :n] = ids[r, :n, None] + 100 * mask[r, :n, None] + 1000 * np.arange(1, LABELS + 1)
+    return out
+
+
+def test_rows_of_several_requests_share_runs_and_come_back_to_their_request():
+    rng = np.random.default_rng(3)
+    a = request(rng, [[1] * 7, [1, 1, 0, 0, 0, 0, 0], [1, 1, 0, 1, 0, 0, 0]])  # real lengths 7, 2, 4 (a gap)
+    b = request(rng, [[1] * 12, [1] * 3 + [0] * 9])  # 12, 3
+    c = request(rng, [[0, 0, 0, 0]])  # attends nowhere: still one position
+    d = (np.zeros((0, 5), dtype=np.int64), np.zeros((0, 5), dtype=np.int64))  # a request without rows
+    seen, calls = [], []
+
+    def plan(lengths):
+        seen.append(list(lengths))
+        return [[1, 4, 5, 2], [0], [3]]  # the first run mixes rows of a, b and c
+
+    outputs, largest = run_rows([a, b, c, d], plan, fake_session(calls), LABELS)
+
+    assert seen == [[7, 2, 4, 12, 3, 1]]
+    # Each run padded to its own longest row; rows longer than that width (c's, a's second) cut to it.
+    assert [ids.shape for ids, _ in calls] == [(4, 4), (1, 7), (1, 12)]
+    run_ids, run_mask = calls[0]
+    assert run_ids.tolist() == [a[0][1, :4].tolist(), b[0][1, :4].tolist(), c[0][0].tolist(), a[0][2, :4].tolist()]
+    assert run_mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 0], [0, 0, 0, 0], [1, 1, 0, 1]]
+    assert calls[2][0].tolist() == b[0][:1].tolist() and calls[2][1].tolist() == b[1][:1].tolist()
+    assert largest == 16
+    # Every row back in its request's place, scored at its own positions, 0 past its real length.
+    assert [o.shape for o in outputs] == [(3, 7, LABELS), (2, 12, LABELS), (1, 4, LABELS), (0, 5, LABELS)]
+    assert all(o.dtype == np.float32 for o in outputs)
+    np.testing.assert_array_equal(outputs[0], expected_logits(*a, [7, 2, 4]))
+    np.testing.assert_array_equal(outputs[1], expected_logits(*b, [12, 3]))
+    np.testing.assert_array_equal(outputs[2], expected_logits(*c, [1]))
+
+
+def test_a_requests_logits_do_not_depend_on_its_run_mates():
+    rng = np.random.default_rng(5)
+    cost = RunCost(per_run=4.6, per_position=0.0, per_token=0.28)
+    for _ in range(30):
+        requests = []
+        for _ in range(rng.integers(1, 6)):
+            width = int(rng.integers(1, 40))
+            lengths = rng.integers(0, width + 1, size=int(rng.integers(0, 5)))
+            requests.append(request(rng, [[1] * n + [0] * (width - n) for n in lengths]) if len(lengths)
+                            else (np.zeros((0, width), np.int64), np.zeros((0, width), np.int64)))
+        grouped, _ = run_rows(requests, lambda n: plan_runs_by_cost(n, cost, 256), fake_session([]), LABELS)
+        alone, _ = run_rows(requests, lambda n: [[i] for i in range(len(n))], fake_session([]), LABELS)
+        for got, want, (ids, mask) in zip(grouped, alone, requests):
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(got, expected_logits(ids, mask, [real_length(m) for m in mask]))

@@ -11,6 +11,8 @@ from seqeval.scheme import IOB2
 from ner_model.data import msra_file, read_bio
 from ner_model.scoring import score, spans_from_tags, tags_from_spans
 
+pytestmark = pytest.mark.unit
+
 
 def test_hand_computed_fixture():
     gold = {(0, "PER", 0, 2), (0, "LOC", 3, 5), (1, "ORG", 0, 4)}

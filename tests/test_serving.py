@@ -7,6 +7,8 @@ import pytest
 from texts import AWKWARD_TEXTS, expected_entities, long_text_with_boundary_entities
 from triton_calls import infer
 
+pytestmark = pytest.mark.server
+
 PROTOCOLS = ["http", "grpc"]
 ENSEMBLES = ["ner", "ner_fp32"]
 

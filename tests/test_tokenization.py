@@ -9,6 +9,8 @@ import pytest
 from ner_model.data import msra_file, vocab_file
 from ner_pipeline import WindowConfig, encode_texts
 
+pytestmark = pytest.mark.server
+
 
 @pytest.fixture(scope="module")
 def tokenizer(served):

@@ -21,6 +21,8 @@ from test_webui_gateway import REPO_ROOT, running_gateway, wait_healthy
 from texts import expected_entities
 from triton_calls import infer
 
+pytestmark = pytest.mark.browser
+
 SCREENSHOTS = REPO_ROOT / "build" / "screenshots"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 DEBIAN_PACKAGES = [line.strip() for line in (REPO_ROOT / "requirements" / "debian-test.txt").read_text().splitlines()

@@ -22,7 +22,7 @@ import logging
 import math
 import re
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
@@ -36,11 +36,13 @@ from starlette.websockets import WebSocket
 
 import ner_client
 from ner_client import InputRejected, ModelNotReady, NerError, RequestTimeout, ServerUnavailable
+from ner_client._core import MODEL_FOR_PRECISION, resolve_target
+
+from .settings import SETTINGS
 
 log = logging.getLogger("webui")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-PRECISION_ALIASES = {"int8": "ner", "fp32": "ner_fp32"}
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 # Messages above max_message_bytes get an error and the connection stays open; only a frame above this transport
 # cap (at least 16 MiB) makes the WebSocket layer close the connection (code 1009), so that nobody can make the
@@ -49,96 +51,18 @@ MIN_TRANSPORT_CAP = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
-class Setting:
-    name: str
-    env: str
-    default: Any
-    kind: Callable[[str], Any]
-    help: str
-    shown: str | None = None  # how the default reads in --help and the README, when not the value itself
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
-
-    def default_text(self) -> str:
-        if self.shown is not None:
-            return self.shown
-        return ",".join(self.default) if isinstance(self.default, tuple) else str(self.default)
-
-
-def _csv(value: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in value.split(",") if part.strip())
-
-
-# Every setting: its CLI flag is --<name with dashes>, its environment variable `env`. README's table lists these.
-SETTINGS: tuple[Setting, ...] = (
-    Setting("host", "NER_WEBUI_HOST", "127.0.0.1", str, "address to bind"),
-    Setting("port", "NER_WEBUI_PORT", 8080, int, "port to bind"),
-    Setting("triton_url", "NER_TRITON_URL", "127.0.0.1:8001", str,
-            "Triton's gRPC address host:port (its HTTP one with --triton-protocol http); a grpc://, http:// or "
-            "https:// scheme sets the protocol"),
-    Setting("triton_protocol", "NER_TRITON_PROTOCOL", "grpc", str, "grpc or http"),
-    Setting("models", "NER_WEBUI_MODELS", ("ner", "ner_fp32"), _csv,
-            "the ensembles the page may ask for, comma-separated; the first is the default"),
-    Setting("allowed_origins", "NER_WEBUI_ALLOWED_ORIGINS", (), _csv,
-            "WebSocket Origins accepted besides the gateway's own host, comma-separated (e.g. "
-            "https://ner.example.com); * accepts any", "none: the gateway's own host only"),
-    Setting("allowed_hosts", "NER_WEBUI_ALLOWED_HOSTS", None, _csv,
-            "Host header names accepted, comma-separated; default: the loopback names when bound to loopback, "
-            "else any (guards against DNS rebinding)", "127.0.0.1,localhost,::1 (+ --host) on loopback, else *"),
-    Setting("max_message_bytes", "NER_WEBUI_MAX_MESSAGE_BYTES", 1024 * 1024, int,
-            "largest WebSocket message accepted, in UTF-8 bytes; a larger one gets an error"),
-    Setting("max_text_chars", "NER_WEBUI_MAX_TEXT_CHARS", 100_000, int,
-            "longest text accepted, in code points (the served model's own max_text_chars applies too)"),
-    Setting("max_connections", "NER_WEBUI_MAX_CONNECTIONS", 64, int,
-            "WebSocket connections at once; one more is told so and closed (code 1013)"),
-    Setting("max_pending", "NER_WEBUI_MAX_PENDING", 8, int,
-            "requests in flight per connection; one more gets a 'busy' error"),
-    Setting("request_timeout", "NER_WEBUI_REQUEST_TIMEOUT", 30.0, float,
-            "seconds one request to Triton may take, retries included"),
-    Setting("retries", "NER_WEBUI_RETRIES", 3, int, "tries per request when Triton is unreachable (the SDK's)"),
-    Setting("health_interval", "NER_WEBUI_HEALTH_INTERVAL", 2.0, float,
-            "seconds between checks of Triton's readiness (pushed to the pages as status messages)"),
-    Setting("log_level", "NER_WEBUI_LOG_LEVEL", "info", str, "uvicorn's log level"),
-)
-
-
-@dataclass(frozen=True)
-class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    triton_url: str = "127.0.0.1:8001"
-    triton_protocol: str = "grpc"
-    models: tuple[str, ...] = ("ner", "ner_fp32")
-    allowed_origins: tuple[str, ...] = ()
-    allowed_hosts: tuple[str, ...] | None = None
-    max_message_bytes: int = 1024 * 1024
-    max_text_chars: int = 100_000
-    max_connections: int = 64
-    max_pending: int = 8
-    request_timeout: float = 30.0
-    retries: int = 3
-    health_interval: float = 2.0
-    log_level: str = "info"
+class Settings(make_dataclass("SettingValues", [(s.name, Any, field(default=s.default)) for s in SETTINGS],
+                              frozen=True)):
+    """The gateway's settings: one field per setting of ``webui.settings.SETTINGS``, its declared default unless
+    given; ``triton_url`` comes out with its scheme and ``triton_protocol`` resolved."""
 
     def __post_init__(self):
-        if self.triton_protocol not in ("grpc", "http"):
-            raise ValueError(f"triton_protocol must be grpc or http, not {self.triton_protocol!r}")
         if not self.models:
             raise ValueError("no models to serve")
-        for name in ("max_message_bytes", "max_text_chars", "max_connections", "max_pending"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        # A scheme in the URL (grpc://, http://, https://) names the protocol.
-        scheme = re.match(r"^([a-zA-Z]+)://", self.triton_url)
-        if scheme:
-            protocol = {"grpc": "grpc", "http": "http", "https": "http"}.get(scheme.group(1).lower())
-            if protocol is None:
-                raise ValueError(f"unknown scheme in triton_url {self.triton_url!r}: use grpc://, http:// or https://")
-            object.__setattr__(self, "triton_protocol", protocol)
-        object.__setattr__(self, "triton_url", self.triton_url.rstrip("/"))
-        object.__setattr__(self, "models", tuple(PRECISION_ALIASES.get(m.lower(), m) for m in self.models))
+        target = resolve_target(self.triton_url, self.triton_protocol, None, None)
+        object.__setattr__(self, "triton_url", target.display)
+        object.__setattr__(self, "triton_protocol", target.protocol)
+        object.__setattr__(self, "models", tuple(MODEL_FOR_PRECISION.get(m.lower(), m) for m in self.models))
         object.__setattr__(self, "allowed_origins", tuple(o.rstrip("/").lower() for o in self.allowed_origins))
 
     @property
@@ -352,7 +276,7 @@ class Gateway:
             return self.settings.default_model
         if not isinstance(requested, str):
             raise RequestError("bad_request", "model must be a string")
-        name = PRECISION_ALIASES.get(requested.lower(), requested)
+        name = MODEL_FOR_PRECISION.get(requested.lower(), requested)
         if name not in self.models:
             served = ", ".join(f"{m} ({st.precision or '?'})" for m, st in self.models.items())
             raise RequestError("unknown_model", f"unknown model {requested[:64]!r}; served: {served}")
@@ -610,7 +534,3 @@ def create_app(settings: Settings | None = None, client_factory: Callable[[str],
     ], lifespan=lifespan)
     app.state.gateway = gateway
     return HostGuard(SecurityHeaders(app), settings.effective_allowed_hosts())
-
-
-def settings_from(args) -> Settings:
-    return Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)})

@@ -34,7 +34,8 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from ner_pipeline.runs import RUN_PLANNINGS, RunCost, calibrate_run_cost, plan_runs, plan_runs_by_cost  # noqa: E402
+from ner_pipeline.runs import (RUN_PLANNINGS, RunCost, calibrate_run_cost, plan_runs, plan_runs_by_cost,  # noqa: E402
+                               run_rows)
 
 
 def _glibc():
@@ -99,41 +100,10 @@ class TritonPythonModel:
                     f"input_ids {list(ids.shape)} and attention_mask {list(mask.shape)} must share one 2-D shape")
                 continue
             inputs.append((position, ids, mask))
-
-        # Every row of every request: (request position, row, real length).
-        rows = [(position, r) for position, ids, _ in inputs for r in range(ids.shape[0])]
-        by_position = {position: (ids, mask) for position, ids, mask in inputs}
-        lengths = []
-        for position, r in rows:
-            mask_row = by_position[position][1][r]
-            real = int(np.flatnonzero(mask_row)[-1]) + 1 if mask_row.any() else 1
-            lengths.append(real)
-        results = {position: None for position, _, _ in inputs}
-        largest_run = 0
-        for run in self._plan(lengths):
-            width = max(lengths[i] for i in run)
-            ids = np.zeros((len(run), width), dtype=np.int64)
-            mask = np.zeros((len(run), width), dtype=np.int64)
-            for j, i in enumerate(run):
-                position, r = rows[i]
-                source_ids, source_mask = by_position[position]
-                ids[j] = source_ids[r, :width] if source_ids.shape[1] >= width else np.pad(
-                    source_ids[r], (0, width - source_ids.shape[1]))
-                mask[j] = source_mask[r, :width] if source_mask.shape[1] >= width else np.pad(
-                    source_mask[r], (0, width - source_mask.shape[1]))
-            logits = self._run(ids, mask)
-            largest_run = max(largest_run, len(run) * width)
-            for j, i in enumerate(run):
-                position, r = rows[i]
-                source_ids = by_position[position][0]
-                if results[position] is None:
-                    results[position] = np.zeros(source_ids.shape + (logits.shape[-1],), dtype=np.float32)
-                n = min(width, source_ids.shape[1])
-                results[position][r, :n] = logits[j, :n]
-        for position, ids, _ in inputs:
-            if results[position] is None:  # a request without rows
-                results[position] = np.zeros(ids.shape + (self.num_labels,), dtype=np.float32)
-            outputs[position] = results[position]
+        logits, largest_run = run_rows([(ids, mask) for _, ids, mask in inputs], self._plan, self._run,
+                                       self.num_labels)
+        for (position, _, _), out in zip(inputs, logits):
+            outputs[position] = out
         if largest_run >= self.trim_after_tokens:
             self.trim()
         return [
