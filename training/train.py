@@ -50,13 +50,6 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def _load_grus(grus, layers: list[dict]) -> None:
-    """LAC's GRU weights (``lac.gru_state_dicts``) into the first ``len(grus)`` BiGRU layers."""
-    for gru, layer in zip(grus, layers):
-        for d in ("fwd", "bwd"):
-            getattr(gru, d).load_state_dict({k: torch.from_numpy(v) for k, v in layer[d].items()})
-
-
 def build_model(args, labels, vocab_lines, tokenizer=None) -> LacBiGruCrf:
     cfg = {
         **label_config(labels),
