@@ -21,6 +21,10 @@ SETTINGS = SettingGroup("NER_TRAIN_", (
     Setting("max_steps", 0, "stop after this many steps (0: no limit beyond --epochs)", type=non_negative_int),
     Setting("max_minutes", 45.0, "wall-time limit of the whole command, data loading and final save included",
             type=float),
+    Setting("dev_size", 3000, "the last N training sentences form the dev split", type=non_negative_int),
+    Setting("train_limit", 0, "use only the first N training sentences (0: all; for smoke tests)",
+            type=non_negative_int),
+    Setting("dev_limit", 0, "use only the first N dev sentences (0: all)", type=non_negative_int),
     Setting("time_schedule", True, "the learning rate decays by the larger of step and wall-time progress, so a slow "
             "(shared) CPU still ends with a fully decayed schedule within --max-minutes; off: by steps only (hard "
             "stop)", type=boolean),
@@ -52,10 +56,6 @@ SETTINGS = SettingGroup("NER_TRAIN_", (
     Setting("lexicon_max_len", 8, "longest lexicon word, in tokens", type=positive_int),
     Setting("hidden_size", 128, "GRU hidden size per direction (128 with --init lac)", type=positive_int),
     Setting("embedding_dim", 128, "character embedding size (128 with --init lac)", type=positive_int),
-    Setting("dev_size", 3000, "the last N training sentences form the dev split", type=non_negative_int),
-    Setting("train_limit", 0, "use only the first N training sentences (0: all; for smoke tests)",
-            type=non_negative_int),
-    Setting("dev_limit", 0, "use only the first N dev sentences (0: all)", type=non_negative_int),
     Setting("eval_every", 700, "steps between dev evaluations (0: at the end only)", type=non_negative_int),
     Setting("seed", 13, "random seed (ensemble members: seed, seed + 1, ...)", type=int),
     Setting("init_seed", 0, "seed of the layers that start random (self-attention, head); 0: --seed. Ensemble "
