@@ -2,7 +2,7 @@
 same type. Token dropout (``mask_tokens``): a few characters of each batch are hidden as ``[UNK]``.
 
 Why: 42 % of the dev entities never occur in train, and the fine-tuned tagger recalls 74.7 % of those against 90.8 %
-of the seen ones (models/default/README.md): it memorises entity strings. Swapping mentions keeps every context and
+of the seen ones (docs/experiments.md): it memorises entity strings. Swapping mentions keeps every context and
 label sequence but breaks the link between a context and one string, so the context has to carry the decision.
 
 Only mentions whose words are each exactly one token (every CJK character is) are swapped or used as replacements,
@@ -83,7 +83,7 @@ def mask_tokens(ids, attention_mask, probability: float, generator, unk_id: int 
     them per batch makes the context, and the rest of the mention, carry the decision. ``[UNK]``'s embedding is
     LAC's out-of-vocabulary row, the input an unknown character gives at serving time, and a hidden character also
     hides every lexicon word through it, as an unknown character does. Measured, it does not raise recall on unseen
-    entities; it trims false positives a little (models/default/README.md), so it is off by default."""
+    entities; it trims false positives a little (docs/experiments.md), so it is off by default."""
     if probability <= 0:
         return ids
     real = (attention_mask > 0) & (ids != CLS_ID) & (ids != SEP_ID)
