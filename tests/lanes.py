@@ -22,6 +22,9 @@ BROWSER_FIXTURES = frozenset({"browser_page", "chromium", "playwright_api"})
 def pytest_addoption(parser):
     parser.addoption("--update-golden", action="store_true", default=False,
                      help="rewrite the golden files under tests/golden/ from the code under test (then review the diff)")
+    parser.addoption("--load-requests", type=int, default=3000,
+                     help="requests of test_reliability.py's load test (after its warm-up)")
+    parser.addoption("--load-warmup", type=int, default=600, help="warm-up requests of test_reliability.py's load test")
 
 
 def lane_problem(lanes: list[str], slow: bool, fixtures: set[str]) -> str | None:

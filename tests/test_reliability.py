@@ -47,8 +47,6 @@ PROTOCOLS = ("grpc", "http")
 # INT8: ONNX Runtime's dynamic quantization computes one activation scale per tensor over the whole batch, so a score
 # depends (slightly) on which requests Triton batched together. FP32 differs only by float rounding.
 SCORE_TOLERANCE = {"ner": 2e-3, "ner_fp32": 1e-4}
-LOAD_REQUESTS = int(os.environ.get("NER_LOAD_REQUESTS", "3000"))
-WARMUP_REQUESTS = int(os.environ.get("NER_LOAD_WARMUP", "600"))
 CONCURRENCY = 32
 
 
@@ -221,11 +219,12 @@ def own_server(repository: Path, log: Path) -> TritonServer:
 # --------------------------------------------------------------------------------------------------- load
 
 @pytest.mark.server
-def test_load_mixed_requests_at_concurrency_32(served, tmp_path):
+def test_load_mixed_requests_at_concurrency_32(served, tmp_path, pytestconfig):
     """A few thousand mixed requests at concurrency 32: no failure, every answer equal to the single-request answer,
     and the server's memory after the run within 10 % of its memory after a warm-up of the same mix."""
     tag = secrets.token_hex(3)
-    warmup, items = workload(WARMUP_REQUESTS, 1, f"w{tag}-"), workload(LOAD_REQUESTS, 2, f"r{tag}-")
+    warmup = workload(pytestconfig.getoption("--load-warmup"), 1, f"w{tag}-")
+    items = workload(pytestconfig.getoption("--load-requests"), 2, f"r{tag}-")
     server = own_server(served.repository, tmp_path / "tritonserver.log")
     try:
         pid = server.process.pid

@@ -28,7 +28,6 @@ import json
 import os
 import sys
 
-import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
