@@ -9,9 +9,7 @@ It is the stand-in default model for tests and for a machine without a trained c
 
 from __future__ import annotations
 
-import json
 import random
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -21,7 +19,7 @@ import numpy as np
 from ner_client.settings import Setting, SettingGroup, boolean, positive_int
 from ner_pipeline.tagging import parse_label, scheme_labels
 
-from ner_model.data import vocab_file
+from ner_model.data import vocab_file, write_tokenizer_files
 from .repository import REPO_ROOT
 
 LEXICON = {
@@ -96,26 +94,6 @@ def constraint_crf(labels: list[str], scheme: str, penalty: float = -8.0) -> dic
             if prev.prefix in ("B", "I"):
                 end[i] = penalty
     return {"transitions": transitions, "start_transitions": start, "end_transitions": end}
-
-
-def write_tokenizer_files(directory: Path, vocab: Path) -> None:
-    shutil.copyfile(vocab, directory / "vocab.txt")
-    (directory / "tokenizer_config.json").write_text(
-        json.dumps(
-            {
-                "tokenizer_class": "BertTokenizer",
-                "do_lower_case": True,
-                "tokenize_chinese_chars": True,
-                "strip_accents": None,
-                "model_max_length": 512,
-            },
-            indent=2,
-        )
-    )
-    (directory / "special_tokens_map.json").write_text(
-        json.dumps({"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
-                    "mask_token": "[MASK]"}, indent=2)
-    )
 
 
 def build(output: Path, scheme: str = "BIO", crf: bool = True, steps: int = 300, seed: int = 0,

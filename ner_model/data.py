@@ -6,6 +6,8 @@ and ``vocab/bert-base-chinese-vocab.txt``. It is not redistributed with the proj
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 from ner_client.settings import Setting, SettingGroup
@@ -34,6 +36,31 @@ def vocab_file(data_dir: Path | None = None) -> Path:
 def msra_file(split: str, data_dir: Path | None = None) -> Path:
     """``msra/<split>.bio`` of ``data_dir`` (default: :func:`default_data_dir`)."""
     return Path(data_dir or default_data_dir()) / "msra" / f"{split}.bio"
+
+
+def write_tokenizer_files(directory, vocab) -> None:
+    """Write vocab.txt, tokenizer_config.json and special_tokens_map.json for a bert-base-chinese tokenizer."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(vocab, directory / "vocab.txt")
+    specials = {
+        "unk_token": "[UNK]",
+        "sep_token": "[SEP]",
+        "pad_token": "[PAD]",
+        "cls_token": "[CLS]",
+        "mask_token": "[MASK]",
+    }
+    config = {
+        "tokenizer_class": "BertTokenizer",
+        "do_lower_case": True,
+        "tokenize_chinese_chars": True,
+        "strip_accents": None,
+        "model_max_length": 512,
+        "clean_up_tokenization_spaces": False,
+        **specials,
+    }
+    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    (directory / "special_tokens_map.json").write_text(json.dumps(specials, indent=2) + "\n")
 
 
 def read_bio(path) -> list[tuple[list[str], list[str]]]:

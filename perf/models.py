@@ -87,7 +87,8 @@ def bert_base_model(log=print) -> ModelSpec:
         from safetensors.torch import save_file
         from transformers import BertConfig, BertForTokenClassification
 
-        from export.synthetic import constraint_crf, write_tokenizer_files
+        from export.synthetic import constraint_crf
+        from ner_model.data import write_tokenizer_files
 
         partial = path.with_suffix(".partial")
         shutil.rmtree(partial, ignore_errors=True)

@@ -14,6 +14,7 @@ import torch
 from ner_pipeline.crf import CrfParameters, viterbi
 from export.checkpoint import load_tokenizer
 from ner_model.architecture import LacBiGruCrf
+from ner_model.data import write_tokenizer_files
 from ner_model.ensemble import LacBiGruCrfEnsemble, load_tagger
 from training import data as D
 from training.lexicon import build_tables
@@ -104,7 +105,7 @@ def test_checkpoint_stores_one_lexicon_and_exports(members, tokenizer, tmp_path)
 
     ensemble = LacBiGruCrfEnsemble.from_members(members)
     ensemble.save_pretrained(tmp_path / "ckpt")
-    D.write_tokenizer_files(tmp_path / "ckpt", Path(__file__).resolve().parent.parent / "models" / "default" /
+    write_tokenizer_files(tmp_path / "ckpt", Path(__file__).resolve().parent.parent / "models" / "default" /
                             "vocab.txt")
     keys = load_file(str(tmp_path / "ckpt" / "model.safetensors"))
     assert sorted(k for k in keys if k.endswith(("fingerprints", "codes"))) == ["lexicon.codes", "lexicon.fingerprints"]

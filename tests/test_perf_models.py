@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import BertConfig, BertForTokenClassification
 
-from ner_model.data import msra_file, read_bio, vocab_file
-from export.synthetic import constraint_crf, write_tokenizer_files
+from ner_model.data import msra_file, read_bio, vocab_file, write_tokenizer_files
+from export.synthetic import constraint_crf
 from perf.models import BIO_LABELS, entity_rate_bias
 
 pytestmark = pytest.mark.unit

@@ -8,9 +8,7 @@ tokenised, and each word is labelled with the tag of its first character.
 
 from __future__ import annotations
 
-import json
 import random
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,31 +33,6 @@ def split_train_dev(sentences, dev_size: int):
 
 
 # --------------------------------------------------------------------------------------------------- tokenizer files
-def write_tokenizer_files(directory, vocab_file) -> None:
-    """Write vocab.txt, tokenizer_config.json and special_tokens_map.json for a bert-base-chinese tokenizer."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(vocab_file, directory / "vocab.txt")
-    specials = {
-        "unk_token": "[UNK]",
-        "sep_token": "[SEP]",
-        "pad_token": "[PAD]",
-        "cls_token": "[CLS]",
-        "mask_token": "[MASK]",
-    }
-    config = {
-        "tokenizer_class": "BertTokenizer",
-        "do_lower_case": True,
-        "tokenize_chinese_chars": True,
-        "strip_accents": None,
-        "model_max_length": 512,
-        "clean_up_tokenization_spaces": False,
-        **specials,
-    }
-    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
-    (directory / "special_tokens_map.json").write_text(json.dumps(specials, indent=2) + "\n")
-
-
 def check_vocab_ids(tokenizer, vocab_file) -> None:
     """Token ids must be the vocabulary's line numbers: the embedding rows were initialised by line."""
     lines = Path(vocab_file).read_text(encoding="utf-8").split("\n")

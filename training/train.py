@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ner_model.architecture import LacBiGruCrf, label_config
-from ner_model.data import msra_file, read_bio, vocab_file
+from ner_model.data import msra_file, read_bio, vocab_file, write_tokenizer_files
 
 from . import data as D
 from .augment import mask_tokens, mention_pool, replace_mentions
@@ -147,7 +147,7 @@ def prepare_data(args, out: Path):
     out.mkdir(parents=True, exist_ok=True)
     # tokenizer: written into the checkpoint directory, then loaded from there as the exporter will load it
     vfile = vocab_file(args.data_dir)
-    D.write_tokenizer_files(out, vfile)
+    write_tokenizer_files(out, vfile)
     tok = load_tokenizer(out)
     D.check_vocab_ids(tok, vfile)
     vocab_lines = (out / "vocab.txt").read_text(encoding="utf-8").split("\n")
