@@ -56,3 +56,20 @@ def test_equals_seqeval_strict_on_msra_test_with_perturbed_predictions():
     for t, s in ours["per_type"].items():
         assert s["f1"] == pytest.approx(theirs[t]["f1-score"], abs=1e-12)
         assert s["support"] == theirs[t]["support"]
+
+
+def test_training_dev_scores_are_the_same_score_in_percent():
+    """Training's dev scoring (``training.evaluate.dev_scores``, what checkpoints record) is this score on IOB2
+    character tags, read strictly as seqeval's strict mode reads them: a stray I- opens nothing."""
+    from training.evaluate import dev_scores
+
+    gold = [["B-PER", "I-PER", "O", "B-LOC", "I-LOC"], ["B-ORG", "I-ORG", "I-ORG", "O", "O"]]
+    predicted = [["B-PER", "I-PER", "O", "B-LOC", "O"], ["I-ORG", "I-ORG", "I-ORG", "B-PER", "O"]]
+    ours = dev_scores(gold, predicted)
+    theirs = classification_report(gold, predicted, mode="strict", scheme=IOB2, output_dict=True)
+    assert set(ours) == {"overall", "PER", "LOC", "ORG"}
+    assert ours["overall"]["f1"] == pytest.approx(100 * theirs["micro avg"]["f1-score"], abs=1e-9)
+    assert ours["overall"]["precision"] == pytest.approx(100 / 3) and ours["overall"]["recall"] == pytest.approx(100 / 3)
+    for t in ("PER", "LOC", "ORG"):
+        assert ours[t]["f1"] == pytest.approx(100 * theirs[t]["f1-score"], abs=1e-9)
+        assert ours[t]["support"] == theirs[t]["support"]
