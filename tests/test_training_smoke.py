@@ -6,7 +6,6 @@ Reads the data through NER_DATA_DIR (default ../shared/data); fails when it is a
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
