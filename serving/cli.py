@@ -67,6 +67,16 @@ def gateway_address() -> tuple[str, int]:
     return values.host, values.port
 
 
+def export_options(export_args: tuple[str, ...]) -> dict[str, str]:
+    """The export's effective options (its NER_EXPORT_* variables, then --export-args): what a build depends on
+    besides the checkpoint and the code."""
+    from export.cli import SETTINGS as EXPORT
+
+    names = [s.name for s in EXPORT if s.name not in ("checkpoint", "output")]
+    values = EXPORT.parser("python -m export", names=names).parse_args(list(export_args))
+    return {name: str(value) for name, value in sorted(vars(values).items())}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -81,7 +91,8 @@ def main(argv=None) -> int:
 
         return supervise_main(args.spec)
     if args.command == "up":
-        return control.up(args, gateway_address() if args.gateway else None)
+        return control.up(args, gateway_address() if args.gateway else None,
+                          export_options(args.export_args) if args.build else {})
     if args.command == "down":
         return control.down(Path(args.run_dir))
     return control.status(Path(args.run_dir), args.json)

@@ -42,8 +42,8 @@ def default_checkpoint() -> Path:
     return TINY_DEFAULT
 
 
-def build_fingerprint(checkpoint: Path, export_args: list[str]) -> str:
-    digest = hashlib.sha256(" ".join(export_args).encode())
+def build_fingerprint(checkpoint: Path, options: dict[str, str]) -> str:
+    digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
     files = sorted(p for p in checkpoint.rglob("*") if p.is_file())
     for folder in BUILD_INPUTS:
         files += sorted(p for p in (REPO_ROOT / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
@@ -53,9 +53,11 @@ def build_fingerprint(checkpoint: Path, export_args: list[str]) -> str:
     return digest.hexdigest()
 
 
-def ensure_repository(checkpoint: Path, repository: Path, export_args: list[str]) -> None:
+def ensure_repository(checkpoint: Path, repository: Path, export_args: list[str], options: dict[str, str]) -> None:
+    """Exports ``checkpoint`` into ``repository`` unless it was built from the same checkpoint, code and export
+    ``options`` (the effective ones, variables included: ``export_args`` alone would miss NER_EXPORT_*)."""
     stamp = repository / ".fingerprint"
-    fingerprint = build_fingerprint(checkpoint, export_args)
+    fingerprint = build_fingerprint(checkpoint, options)
     if stamp.exists() and stamp.read_text() == fingerprint:
         print(f"model repository {repository} is up to date", flush=True)
         return
@@ -138,8 +140,9 @@ def usage(state: dict) -> str:
 
 # --------------------------------------------------------------------------------------------------- commands
 
-def up(args: argparse.Namespace, gateway_address: tuple[str, int] | None) -> int:
-    """Starts the supervisor (and, with ``gateway_address`` (host, port), the web gateway) unless it runs."""
+def up(args: argparse.Namespace, gateway_address: tuple[str, int] | None, export_options: dict[str, str]) -> int:
+    """Starts the supervisor (and, with ``gateway_address`` (host, port), the web gateway) unless it runs; builds the
+    repository first unless ``args.build`` is off (``export_options``: see ensure_repository)."""
     directory = Path(args.run_dir)
     state = running(directory)
     if state is None:
@@ -159,7 +162,7 @@ def up(args: argparse.Namespace, gateway_address: tuple[str, int] | None) -> int
             return 1
     else:
         checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
-        ensure_repository(checkpoint, repository, list(args.export_args))
+        ensure_repository(checkpoint, repository, list(args.export_args), export_options)
 
     ports = [("--http-port", args.host, args.http_port), ("--grpc-port", args.host, args.grpc_port),
              ("--metrics-port", args.host, args.metrics_port)]

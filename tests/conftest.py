@@ -4,6 +4,7 @@ a real tritonserver on free loopback ports (one server per model, started once p
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from export.repository import RepositoryConfig
 from export.synthetic import build
 from ner_pipeline import load_tokenizer
 from reference import ReferenceTagger
-from serving.server import ServerConfig, TritonServer, free_port
+from serving.server import REPO_ROOT, ServerConfig, TritonServer, free_port
 
 pytest_plugins = ["lanes"]  # test lanes and --update-golden
 
@@ -28,10 +29,15 @@ def tiny_checkpoint(scheme: str, crf: bool) -> Path:
     recipe = (REPO_ROOT / "export" / "synthetic.py").read_bytes() + f"{scheme}{crf}".encode()
     path = CACHE / f"tiny-{scheme.lower()}-{'crf' if crf else 'argmax'}-{hashlib.sha256(recipe).hexdigest()[:12]}"
     if not (path / "config.json").exists():
-        partial = path.with_suffix(".partial")
+        partial = path.with_suffix(f".partial-{os.getpid()}")  # another session may be building it too
         shutil.rmtree(partial, ignore_errors=True)
         build(partial, scheme=scheme, crf=crf, verbose=False)
-        partial.rename(path)
+        try:
+            partial.rename(path)
+        except OSError:  # the other session finished first: its model is the same
+            shutil.rmtree(partial, ignore_errors=True)
+            if not (path / "config.json").exists():
+                raise
     return path
 
 
