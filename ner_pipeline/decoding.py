@@ -104,7 +104,8 @@ class Decoder:
     ) -> np.ndarray:
         """The decoder model's answer to one request: ENTITIES [n_texts, 1], each the UTF-8 JSON array of one text's
         entities. Its rows are encoder windows; ``text_index`` [rows, 1] says which text each belongs to (0 to
-        n_texts - 1) and ``source_text`` [rows, 1] repeats that text's UTF-8 bytes on each of its rows."""
+        n_texts - 1) and ``source_text`` [rows, 1] holds the text's UTF-8 bytes on its first row (empty on the others),
+        as the tokenizer model lays them out."""
         text_index = np.asarray(text_index).reshape(-1)
         source_text = np.asarray(source_text).reshape(-1)
         n_texts = int(text_index.max()) + 1 if len(text_index) else 0

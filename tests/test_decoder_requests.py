@@ -18,13 +18,14 @@ LABELS = labels_for("BIO")
 
 def request_tensors(texts: list[tuple[str, list]]):
     """The decoder's inputs for ``texts`` [(text, windows)], rows laid out as the tokenizer lays them: each text's
-    windows in order, padded to the request's longest row; text_index and source_text [rows, 1]."""
+    windows in order, padded to the request's longest row; text_index [rows, 1]; source_text [rows, 1], the text on
+    its first row and empty on the others."""
     rows, text_index, source_text = [], [], []
     for t, (text, windows) in enumerate(texts):
-        for logits, spans in window_rows(text, LABELS, windows, seed=t):
+        for k, (logits, spans) in enumerate(window_rows(text, LABELS, windows, seed=t)):
             rows.append((logits, spans))
             text_index.append([t])
-            source_text.append([text.encode("utf-8")])
+            source_text.append([text.encode("utf-8") if k == 0 else b""])
     width = max((len(logits) for logits, _ in rows), default=0)
     logits = np.zeros((len(rows), width, len(LABELS)), dtype=np.float32)
     spans = np.full((len(rows), width, 2), -1, dtype=np.int32)
