@@ -64,7 +64,9 @@ def test_default_then_environment_then_command_line():
     (["ck"], {"NER_DEMO_THREADS": "0"}, "NER_DEMO_THREADS='0': must be at least 1"),
     (["ck"], {"NER_DEMO_PROGRESS": "maybe"}, "NER_DEMO_PROGRESS='maybe': not a boolean"),
     (["ck"], {"NER_DEMO_MODE": "slow"}, "must be one of fast, exact"),
-    (["ck", "--threads", "x"], {}, "argument --threads: invalid parse value: 'x'"),
+    (["ck", "--threads", "x"], {}, "argument --threads: expected an integer, not 'x'"),
+    (["ck", "--threads", "0"], {}, "argument --threads: must be at least 1, not 0"),
+    (["ck", "--mode", "slow"], {}, "argument --mode: must be one of fast, exact, not 'slow'"),
 ])
 def test_bad_values_name_their_flag_or_variable(argv, environ, message, capsys):
     with pytest.raises(SystemExit) as stop:

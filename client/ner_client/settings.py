@@ -51,22 +51,30 @@ def word_list(text: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(part for part in parts if part)
 
 
+def _number(kind: type, text: str | int | float) -> int | float:
+    """``int(text)`` or ``float(text)``, failing with what was expected rather than Python's "invalid literal"."""
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"expected {'an integer' if kind is int else 'a number'}, not {text!r}") from None
+
+
 def positive_int(text: str | int) -> int:
-    value = int(text)
+    value = _number(int, text)
     if value < 1:
         raise ValueError(f"must be at least 1, not {value}")
     return value
 
 
 def non_negative_int(text: str | int) -> int:
-    value = int(text)
+    value = _number(int, text)
     if value < 0:
         raise ValueError(f"must be at least 0, not {value}")
     return value
 
 
 def positive_float(text: str | float) -> float:
-    value = float(text)
+    value = _number(float, text)
     if not value > 0:
         raise ValueError(f"must be more than 0, not {text}")
     return value
@@ -128,10 +136,22 @@ class Setting:
         return str(self.default)
 
     def parse(self, raw: str) -> Any:
-        value = self.type(raw)
+        value = _number(self.type, raw) if self.type in (int, float) else self.type(raw)
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"must be one of {', '.join(map(str, self.choices))}, not {raw!r}")
         return value
+
+    def argument_type(self) -> Callable[[str], Any]:
+        """``parse`` for argparse, whose message then carries the reason: "argument --threads: must be at least 1"."""
+
+        def convert(raw: str) -> Any:
+            try:
+                return self.parse(raw)
+            except ValueError as err:
+                raise argparse.ArgumentTypeError(str(err)) from err
+
+        convert.__name__ = TYPE_NAMES.get(self.type, "value")
+        return convert
 
 
 class _Overrides(argparse.Action):
@@ -220,15 +240,15 @@ class SettingGroup:
             if setting.metavar:
                 kwargs["metavar"] = setting.metavar
             if setting.positional:
-                parser.add_argument(setting.name, nargs="?", type=setting.parse, **kwargs)
+                parser.add_argument(setting.name, nargs="?", type=setting.argument_type(), **kwargs)
             elif setting.type is boolean:
                 parser.add_argument(*setting.flags, dest=setting.name, action=argparse.BooleanOptionalAction, **kwargs)
             elif setting.name in exclusive:
                 group, others = exclusive[setting.name]
-                group.add_argument(*setting.flags, dest=setting.name, type=setting.parse, action=_Overrides,
+                group.add_argument(*setting.flags, dest=setting.name, type=setting.argument_type(), action=_Overrides,
                                    others=others, **kwargs)
             else:
-                parser.add_argument(*setting.flags, dest=setting.name, type=setting.parse, **kwargs)
+                parser.add_argument(*setting.flags, dest=setting.name, type=setting.argument_type(), **kwargs)
 
     def check_required(self, parser: argparse.ArgumentParser, args: argparse.Namespace,
                        names: Iterable[str] | None = None) -> None:
