@@ -7,7 +7,7 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from texts import expected_entities
-from triton_calls import MODULES, client, infer, text_tensor
+from triton_calls import client, infer, tensor, text_tensor
 
 pytestmark = pytest.mark.server
 

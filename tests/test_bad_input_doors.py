@@ -21,7 +21,7 @@ from tritonclient.utils import InferenceServerException
 from ner_client import AsyncNerClient, InputRejected, NerClient
 from test_webui_gateway import ask, connect, gateway, receive  # noqa: F401 (gateway is a fixture)
 from texts import expected_entities
-from triton_calls import client, infer, text_tensor
+from triton_calls import MODULES, client, infer, text_tensor
 
 pytestmark = pytest.mark.server
 

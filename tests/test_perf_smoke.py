@@ -11,7 +11,6 @@ import pytest
 
 from perf.cli import SIZES, main
 from perf.report import SECTIONS
-from perf.suite import SIZES
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
