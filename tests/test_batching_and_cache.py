@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import signal
+import threading
 import time
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
+import numpy as np
 import pytest
 
-from serving.processes import stubs_of
-from triton_calls import client, infer
+from triton_calls import client, infer, tensor
 
 pytestmark = pytest.mark.server
 
@@ -39,45 +37,38 @@ def wait_for(condition, what: str, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
-@contextmanager
-def stopped(pids: list[int]):
-    """The processes held with SIGSTOP until the block ends: what Triton hands them waits, and so does its queue."""
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
-
-
-def test_requests_queued_behind_a_busy_encoder_are_batched(served):
-    """Every INT8 encoder instance is kept busy (its process stopped) on one request while more arrive, so that they
-    must queue; once the instances run again, Triton's dynamic batcher hands the queued requests over together."""
-    instances = [s.pid for s in stubs_of(served.server.process.pid) if s.name.startswith("encoder_int8_")]
-    assert instances
-    # Distinct texts of one length bucket, so the cache cannot answer and the batcher may group them.
-    texts = [f"张三在北京{uuid.uuid4().hex[:12]}的清华大学读书" for _ in range(16)]
+def test_requests_waiting_for_the_encoder_are_batched(served):
+    """Sixteen clients call the INT8 encoder, each sending its next request as soon as it has an answer, until Triton's
+    gauge shows requests waiting for it. Waiting requests leave the queue together: the next free instance gets them as
+    one batch, which Triton's per-batch-size statistics count."""
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1000, 8000, size=(1, 512), dtype=np.int64)
+    mask = np.ones_like(ids)
     before = model_stats(served, "encoder_int8")
-    tokenized = lambda: model_stats(served, "tokenizer").inference_count  # noqa: E731
-    with ThreadPoolExecutor(len(texts)) as pool:
-        with stopped(instances):
-            futures = []
-            for text in texts[: len(instances)]:  # one each: the batcher hands it to a free instance at once
-                done = tokenized()
-                futures.append(pool.submit(infer, served, "grpc", [text]))
-                wait_for(lambda: tokenized() > done and pending_requests(served, "encoder_int8") == 0,
-                         "a stopped instance to take a request")
-            queued = texts[len(instances):]
-            futures += [pool.submit(infer, served, "grpc", [text]) for text in queued]
-            wait_for(lambda: pending_requests(served, "encoder_int8") == len(queued), "the rest to queue")
-        results = [future.result(timeout=120) for future in futures]
-    assert all(len(r) == 1 for r in results)
+    stop, sent = threading.Event(), [0] * 16
+
+    def calls(k: int) -> None:
+        connection = client("grpc", served.grpc_url)
+        while not stop.is_set():
+            connection.infer("encoder_int8", [tensor("grpc", "input_ids", ids, "INT64"),
+                                              tensor("grpc", "attention_mask", mask, "INT64")])
+            sent[k] += 1
+
+    with ThreadPoolExecutor(len(sent)) as pool:
+        running = [pool.submit(calls, k) for k in range(len(sent))]
+        try:
+            wait_for(lambda: pending_requests(served, "encoder_int8") >= 2, "two requests waiting for the encoder")
+        finally:
+            stop.set()
+        for future in running:
+            future.result()
+    wait_for(lambda: model_stats(served, "encoder_int8").inference_count - before.inference_count >= sum(sent),
+             "Triton's statistics to count every request")
     after = model_stats(served, "encoder_int8")
     inferences = after.inference_count - before.inference_count
     executions = after.execution_count - before.execution_count
     grouped = _grouped_executions(after) - _grouped_executions(before)
-    assert inferences == len(texts)
+    assert inferences == sum(sent)
     assert executions < inferences and grouped > 0, (executions, inferences, grouped)
 
 
