@@ -2,7 +2,7 @@
 
 The form used where Triton has no native ONNX Runtime backend (the server bundled in nvidia-pytriton).
 
-Scheduling (see perf/README.md for the measurements behind it; the rules are in `ner_pipeline.runs`): the inputs are
+Scheduling (see docs/benchmarks.md for the measurements behind it; the rules are in `ner_pipeline.runs`): the inputs are
 declared `allow_ragged_batch`, so the dynamic batcher hands this model every queued request whatever its length
 bucket. The rows of all those requests are sorted by their real length (attention mask) and cut into runs, each padded
 only to its own longest row and holding at most `max_tokens_per_run` tokens. With `run_planning` = cost (the default)
