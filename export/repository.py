@@ -32,7 +32,7 @@ ENCODER_BACKENDS = ("python", "onnxruntime")
 
 @dataclass(frozen=True)
 class RepositoryConfig:
-    """Serving knobs; perf/README.md holds the measurements behind each default."""
+    """Serving knobs; docs/benchmarks.md holds the measurements behind each default."""
 
     encoder_backend: str = "python"  # "onnxruntime" for Triton's native backend (the official container)
     max_texts_per_request: int = 64

@@ -332,7 +332,7 @@ def markdown(results: dict) -> str:
         out += ["FP32 encoder (`None`: sized by its ONNX file, 2 × 1 up to "
                 f"{chosen.get('fp32_two_instances_max_mb')} MB, else 1 × 2), instances × threads: "
                 + ", ".join(layouts) + ". A single-instance model has no queue bound (Triton 2.51's 500 ms batcher "
-                "stall with a `default_queue_policy`; perf/README.md).", ""]
+                "stall with a `default_queue_policy`; docs/benchmarks.md).", ""]
     for size in sizes:
         rows = [[t["variant"], t["c1_p50_ms"], t["c1_p95_ms"], t["c8_throughput_per_s"], t["c8_p95_ms"],
                  t["c8_encoder_requests_per_execution"], mb(t["peak_pss_bytes"]), t["errors"], t["note"]]

@@ -4,7 +4,7 @@ tests/test_bad_input.py has the serving core's own cases (invalid UTF-8, NUL and
 wrong tensor name, dtype and shape, a batch of 1000, too many windows) over HTTP and gRPC; tests/test_client.py and
 tests/test_webui_gateway.py those of the SDK and the gateway. These are the rest: empty and whitespace-only texts,
 1 MB of text, control characters and over-limit batches through the SDK and the gateway, invalid UTF-8 in a WebSocket
-frame, malformed and oversize request bodies, Origin headers at Triton, unknown models. The README's bad-input table
+frame, malformed and oversize request bodies, Origin headers at Triton, unknown models. The bad-input table of docs/operations.md
 names the test behind each answer.
 """
 

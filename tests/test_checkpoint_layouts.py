@@ -28,7 +28,7 @@ github.com/modelscope/AdaSeq):
   word pieces of the text re-encoded one by one: AdaSeq adaseq/data/preprocessors/nlp_preprocessor.py
   (encode_text, encode_tokens_wordpiece) and adaseq/modules/embedders/transformer_embedder.py (sub_token_mode first).
   The served pipeline uses ModelScope's word rule instead; both agree on CJK text, which is what the AdaSeq texts hold.
-- Chunking: the project decodes strictly (seqeval strict; README). ModelScope's pipeline
+- Chunking: the project decodes strictly (seqeval strict; docs/checkpoints.md). ModelScope's pipeline
   (modelscope/pipelines/nlp/token_classification_pipeline.py) lets O leave a chunk open; that quirk is not followed.
 """
 
