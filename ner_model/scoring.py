@@ -1,9 +1,9 @@
 """Entity-level precision, recall and F1 (exact type and boundaries), overall (micro) and per type: the one score of
-the project, for training's dev scoring and for ``python -m evaluation``.
+the project, for training's dev scoring and for ``python -m evaluation``, computed by seqeval in its strict IOB2 mode.
 
-The arithmetic is plain counting over sets of (sentence, type, start, end), which also tells which entities differ;
-tests/test_scoring.py checks it against seqeval's strict IOB2 mode on the same predictions and against a
-hand-computed fixture.
+Callers hold entities as sets of (sentence, type, start, end), which also tell which entities differ; ``score`` turns
+them into IOB2 tag sequences for seqeval (entities of one sentence never overlap: the decoder and the corpus chunk
+strictly).
 """
 
 from __future__ import annotations
@@ -30,22 +30,42 @@ def tags_from_spans(length: int, spans: list[tuple[str, int, int]]) -> list[str]
     return tags
 
 
-def _prf(tp: int, fp: int, fn: int) -> dict:
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, "support": tp + fn, "predicted": tp + fp}
+def _tag_sequences(gold: set[Span], predicted: set[Span]) -> tuple[list[list[str]], list[list[str]]]:
+    sentences = sorted({s[0] for s in gold | predicted})
+    by_sentence: dict[int, tuple[list, list]] = {i: ([], []) for i in sentences}
+    for side, spans in enumerate((gold, predicted)):
+        for sentence, entity_type, start, end in spans:
+            by_sentence[sentence][side].append((entity_type, start, end))
+    gold_tags, predicted_tags = [], []
+    for i in sentences:
+        gold_spans, predicted_spans = by_sentence[i]
+        length = max(end for _, _, end in gold_spans + predicted_spans)
+        gold_tags.append(tags_from_spans(length, gold_spans))
+        predicted_tags.append(tags_from_spans(length, predicted_spans))
+    return gold_tags, predicted_tags
 
 
 def score(gold: set[Span], predicted: set[Span]) -> dict:
     """{"overall": {...}, "per_type": {type: {...}}} with precision, recall, f1, support, predicted."""
-    tp = Counter(s[1] for s in gold & predicted)
-    fp = Counter(s[1] for s in predicted - gold)
-    fn = Counter(s[1] for s in gold - predicted)
-    types = sorted(set(tp) | set(fp) | set(fn))
+    from seqeval.metrics import classification_report
+    from seqeval.scheme import IOB2
+
+    predicted_count = Counter(s[1] for s in predicted)
+
+    def figures(row: dict, predicted_entities: int) -> dict:
+        return {"precision": row["precision"], "recall": row["recall"], "f1": row["f1-score"],
+                "support": int(row["support"]), "predicted": predicted_entities}
+
+    if not gold and not predicted:
+        empty = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0, "predicted": 0}
+        return {"overall": empty, "per_type": {}}
+    gold_tags, predicted_tags = _tag_sequences(gold, predicted)
+    report = classification_report(gold_tags, predicted_tags, mode="strict", scheme=IOB2, output_dict=True,
+                                   zero_division=0)
+    types = sorted({s[1] for s in gold | predicted})
     return {
-        "overall": _prf(sum(tp.values()), sum(fp.values()), sum(fn.values())),
-        "per_type": {t: _prf(tp[t], fp[t], fn[t]) for t in types},
+        "overall": figures(report["micro avg"], len(predicted)),
+        "per_type": {t: figures(report[t], predicted_count[t]) for t in types},
     }
 
 
