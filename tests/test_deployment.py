@@ -43,12 +43,14 @@ def native_repository(served, tmp_path_factory):
     return rewrite_repository(served, tmp_path_factory.mktemp("compose") / "model_repository_onnxruntime", "onnxruntime")
 
 
+@pytest.mark.unit
 def test_only_the_gateway_is_published():
     assert set(SERVICES) == {"triton", "webui"}
     assert "ports" not in SERVICES["triton"]
     assert [p.split(":")[-1] for p in SERVICES["webui"]["ports"]] == [flag(SERVICES["webui"]["command"], "--port")]
 
 
+@pytest.mark.unit
 def test_triton_mounts_the_native_repository_read_only_with_cache_and_no_model_control():
     (volume,) = SERVICES["triton"]["volumes"]
     source, target, mode = volume.split(":")
@@ -61,6 +63,7 @@ def test_triton_mounts_the_native_repository_read_only_with_cache_and_no_model_c
     assert flag(command, "--cache-config").startswith("local,size=")
 
 
+@pytest.mark.unit
 def test_gateway_reaches_tritons_grpc_port_and_waits_for_it():
     triton, webui = SERVICES["triton"], SERVICES["webui"]
     host, port = flag(webui["command"], "--triton-url").split(":")
@@ -88,6 +91,7 @@ def test_mounted_repository_holds_every_model_in_native_form(native_repository):
         assert all((native_repository / step.model_name).is_dir() for step in steps)
 
 
+@pytest.mark.unit
 def test_triton_image_matches_local_release_and_pins():
     dockerfile = (REPO_ROOT / "deploy" / "triton.Dockerfile").read_text()
     assert "FROM nvcr.io/nvidia/tritonserver:24.10-py3" in dockerfile

@@ -437,6 +437,7 @@ def test_triton_restart_while_a_connection_is_open(served, tmp_path):
         triton.stop()
 
 
+@pytest.mark.unit
 def test_every_setting_has_a_flag_an_env_var_and_a_line_in_the_readme():
     from webui.cli import parse_args
     from webui.gateway import Settings
