@@ -1,8 +1,10 @@
 """python -m serving up|down|status — the local Triton server for the default model, and the web gateway.
 
-up: builds the model repository if the checkpoint or the project's code changed, starts a supervisor that runs
-tritonserver and then the web gateway (python -m webui) and restarts them when they fail, waits until both are ready
-and prints how to call them. down: stops all of it. status: is it ready, how many restarts there were.
+up: builds the model repository unless it holds the export of this checkpoint (the same checkpoint files, export
+options and code, and its own files unchanged since), starts a supervisor that runs tritonserver and then the web gateway (python -m webui)
+and restarts them when they fail, waits until both are ready and prints how to call them and the command that stops
+them. With a server already running in its run directory, up prints what runs there and exits 1 when it was asked
+for something else. down: stops all of it. status: is it ready, how many restarts there were. Each takes --run-dir.
 
 The gateway takes its own settings (NER_WEBUI_*, python -m webui --help); it calls the Triton that up starts unless
 --triton-url names another.
@@ -27,14 +29,14 @@ def shell_words(text: str | list[str]) -> tuple[str, ...]:
 
 
 SETTINGS = SettingGroup("NER_SERVE_", (
-    Setting("run_dir", REPO_ROOT / ".run", "where the state file and the logs go", type=Path, env="NER_RUN_DIR",
+    Setting("run_dir", control.DEFAULT_RUN_DIR, "where the state file and the logs go", type=Path, env="NER_RUN_DIR",
             shown=".run"),
     Setting("checkpoint", None, "checkpoint to serve", type=Path, env="NER_CHECKPOINT",
             shown="models/default, else a generated tiny model"),
     Setting("model_repository", REPO_ROOT / "build" / "model_repository", "the model repository to build and serve",
             type=Path, env="NER_MODEL_REPOSITORY", shown="build/model_repository"),
-    Setting("build", True, "export the checkpoint into the model repository when it changed (--no-build: serve the "
-            "repository as it is)", type=boolean),
+    Setting("build", True, "export the checkpoint into the model repository unless it holds that export already "
+            "(--no-build: serve the repository as it is)", type=boolean),
     Setting("export_args", (), "extra flags for python -m export, as one shell-quoted string", type=shell_words,
             shown="none"),
     Setting("host", "127.0.0.1", "address Triton binds"),

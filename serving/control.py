@@ -1,6 +1,6 @@
 """``up``, ``down`` and ``status`` of the local Triton server for the default model and the web gateway.
 
-``up`` builds the model repository if the checkpoint or the project's code changed since the last build, then leaves
+``up`` builds the model repository unless it holds the export of the checkpoint (see stale_because), then leaves
 a small supervisor running in the background (its pid in <run dir>/triton.json). The supervisor starts tritonserver
 and, once it is ready, the web gateway (python -m webui); it restarts tritonserver when the server exits or one of its
 Python-backend processes dies (Triton does not restart those itself), a bounded number of times with back-off, and the
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -29,6 +30,8 @@ TRAINED_DEFAULT = REPO_ROOT / "models" / "default"
 TINY_DEFAULT = REPO_ROOT / "build" / "checkpoints" / "tiny-crf"
 BUILD_INPUTS = ("export", "ner_pipeline", "ner_model", "model_repository")
 STATE_FILE = "triton.json"
+BUILD_RECORD = ".fingerprint"
+DEFAULT_RUN_DIR = REPO_ROOT / ".run"
 
 
 def default_checkpoint() -> Path:
@@ -43,6 +46,7 @@ def default_checkpoint() -> Path:
 
 
 def build_fingerprint(checkpoint: Path, options: dict[str, str]) -> str:
+    """What a build depends on: the checkpoint's files, the export's effective options and the code that shapes it."""
     digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
     files = sorted(p for p in checkpoint.rglob("*") if p.is_file())
     for folder in BUILD_INPUTS:
@@ -53,17 +57,61 @@ def build_fingerprint(checkpoint: Path, options: dict[str, str]) -> str:
     return digest.hexdigest()
 
 
-def ensure_repository(checkpoint: Path, repository: Path, export_args: list[str], options: dict[str, str]) -> None:
-    """Exports ``checkpoint`` into ``repository`` unless it was built from the same checkpoint, code and export
-    ``options`` (the effective ones, variables included: ``export_args`` alone would miss NER_EXPORT_*)."""
-    stamp = repository / ".fingerprint"
+def repository_files(repository: Path) -> dict[str, str]:
+    """The sha256 of every file in the repository by relative path, but the build record and Python's caches (the
+    Python backend writes those when it loads a model)."""
+    found = {}
+    for path in sorted(repository.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.name != BUILD_RECORD:
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            found[str(path.relative_to(repository))] = digest.hexdigest()
+    return found
+
+
+def stale_because(repository: Path, fingerprint: str) -> str | None:
+    """Why ``repository`` is not the build with this ``fingerprint`` (see build_fingerprint), or None when it is.
+
+    The build record holds the fingerprint of what the build came from and the hashes of the files it wrote: an
+    export into the same folder by hand (python -m export OTHER --output REPOSITORY) changes the files, not the
+    record."""
+    if not repository.exists():
+        return "it does not exist yet"
+    try:
+        record = json.loads((repository / BUILD_RECORD).read_text())
+    except (OSError, ValueError):
+        return "it holds no record of a build by up"
+    if not isinstance(record, dict):
+        return "it holds no record of a build by up"
+    if record.get("files") != repository_files(repository):
+        return f"its files changed since up built it from {record.get('checkpoint')} (another export into it?)"
+    if record.get("fingerprint") != fingerprint:
+        return "the checkpoint, the export options or the code changed since its build"
+    return None
+
+
+def ensure_repository(checkpoint: Path, repository: Path, export_args: list[str], options: dict[str, str]) -> bool:
+    """Exports ``checkpoint`` into ``repository`` unless it holds the export of the same checkpoint, code and export
+    ``options`` (the effective ones, variables included: ``export_args`` alone would miss NER_EXPORT_*). Returns
+    False when the export failed (it has printed why)."""
     fingerprint = build_fingerprint(checkpoint, options)
-    if stamp.exists() and stamp.read_text() == fingerprint:
+    reason = stale_because(repository, fingerprint)
+    if reason is None:
         print(f"model repository {repository} is up to date", flush=True)
-        return
-    subprocess.run([sys.executable, "-m", "export", str(checkpoint), "--output", str(repository), *export_args],
-                   check=True, cwd=REPO_ROOT)
-    stamp.write_text(fingerprint)
+        return True
+    print(f"building model repository {repository} from {checkpoint}: {reason}", flush=True)
+    record = repository / BUILD_RECORD
+    record.unlink(missing_ok=True)  # a failed export leaves no record that vouches for what it left behind
+    done = subprocess.run([sys.executable, "-m", "export", str(checkpoint), "--output", str(repository),
+                           *export_args], cwd=REPO_ROOT)
+    if done.returncode != 0:
+        return False
+    record.write_text(json.dumps({"checkpoint": str(checkpoint.resolve()),
+                                  "fingerprint": fingerprint,
+                                  "files": repository_files(repository)}, indent=1))
+    return True
 
 
 # --------------------------------------------------------------------------------------------------- run state
@@ -115,7 +163,60 @@ def gateway_url(state: dict) -> str | None:
     return f"http://{'[' + host + ']' if ':' in host else host}:{gateway['port']}/"
 
 
-def usage(state: dict) -> str:
+def stop_command(directory: Path) -> str:
+    """The command that stops the server of run directory ``directory`` (run from the project's folder)."""
+    directory = Path(directory).resolve()
+    if directory == DEFAULT_RUN_DIR.resolve():
+        return "bash scripts/down.sh"
+    return f"bash scripts/down.sh --run-dir {shlex.quote(str(directory))}"
+
+
+def what_runs(state: dict) -> dict:
+    """What a running supervisor serves, in the terms of up's request (see requested)."""
+    gateway = state.get("gateway")
+    return {"checkpoint": state.get("checkpoint"), "model_repository": state["model_repository"],
+            "host": state["host"], "http_port": state["http_port"], "grpc_port": state["grpc_port"],
+            "metrics_port": state["metrics_port"],
+            "gateway": f"{gateway['host']}:{gateway['port']}" if gateway else None,
+            "export_options": state.get("export_options")}
+
+
+def requested(args: argparse.Namespace, gateway_address: tuple[str, int] | None,
+              export_options: dict[str, str]) -> dict:
+    """What ``up`` is asked to serve; with --no-build, no checkpoint (the repository is served as it is)."""
+    checkpoint = None
+    if args.build:
+        checkpoint = Path(args.checkpoint) if args.checkpoint else (
+            TRAINED_DEFAULT if (TRAINED_DEFAULT / "config.json").exists() else TINY_DEFAULT)
+    return {"checkpoint": str(checkpoint.resolve()) if checkpoint else None,
+            "model_repository": str(Path(args.model_repository).resolve()), "host": args.host,
+            "http_port": args.http_port, "grpc_port": args.grpc_port, "metrics_port": args.metrics_port,
+            "gateway": f"{gateway_address[0]}:{gateway_address[1]}" if gateway_address else None,
+            "export_options": export_options if args.build else None}
+
+
+REQUEST_WORDS = {"checkpoint": "checkpoint", "model_repository": "--model-repository", "host": "--host",
+                 "http_port": "--http-port", "grpc_port": "--grpc-port", "metrics_port": "--metrics-port",
+                 "gateway": "the web gateway", "export_options": "the export's options"}
+
+
+def differences(running: dict, request: dict) -> list[str]:
+    """How ``request`` differs from what runs; --no-build asks for no particular checkpoint or export options."""
+    found = []
+    for key, word in REQUEST_WORDS.items():
+        asked, runs = request[key], running[key]
+        if asked is None and key in ("checkpoint", "export_options") or asked == runs:
+            continue
+        if key == "export_options" and runs:
+            found += [f"export option {name} {asked.get(name)} (running: {runs.get(name)})"
+                      for name in sorted(set(asked) | set(runs)) if asked.get(name) != runs.get(name)]
+        else:
+            none = "off" if key == "gateway" else "none"
+            found.append(f"{word} {none if asked is None else asked} (running: {none if runs is None else runs})")
+    return found
+
+
+def usage(state: dict, directory: Path) -> str:
     host, http, grpc = state["host"], state["http_port"], state["grpc_port"]
     lines = [
         f"Triton is serving the NER ensembles `ner` (INT8) and `ner_fp32` (tritonserver pid {state.get('server_pid')}, "
@@ -133,7 +234,7 @@ def usage(state: dict) -> str:
         f"  curl -s http://{host}:{http}/v2/models/ner/infer -H 'Content-Type: application/json' \\",
         "    -d '{\"inputs\":[{\"name\":\"TEXT\",\"datatype\":\"BYTES\",\"shape\":[1,1],"
         "\"data\":[\"张三在北京的清华大学读书。\"]}]}'",
-        "Stop with: bash scripts/down.sh",
+        f"Stop with: {stop_command(directory)}",
     ]
     return "\n".join(lines)
 
@@ -152,7 +253,12 @@ def up(args: argparse.Namespace, gateway_address: tuple[str, int] | None, export
         down(directory)
         state = None
     if state:
-        print(usage(state))
+        different = differences(what_runs(state), requested(args, gateway_address, export_options))
+        if different:
+            print(already_running(state, directory, different), file=sys.stderr)
+            return 1
+        print(f"already running with run directory {directory}:")
+        print(usage(state, directory))
         return 0
     repository = Path(args.model_repository)
     checkpoint = None
@@ -162,7 +268,8 @@ def up(args: argparse.Namespace, gateway_address: tuple[str, int] | None, export
             return 1
     else:
         checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
-        ensure_repository(checkpoint, repository, list(args.export_args), export_options)
+        if not ensure_repository(checkpoint, repository, list(args.export_args), export_options):
+            return 1
 
     ports = [("--http-port", args.host, args.http_port), ("--grpc-port", args.host, args.grpc_port),
              ("--metrics-port", args.host, args.metrics_port)]
@@ -190,7 +297,8 @@ def up(args: argparse.Namespace, gateway_address: tuple[str, int] | None, export
     spec = SupervisorSpec(server=SupervisorSpec.server_dict(cfg), state_file=str((directory / STATE_FILE).resolve()),
                           start_timeout=args.timeout, max_restarts=args.max_restarts,
                           restart_window=args.restart_window, gateway=gateway,
-                          info={"checkpoint": str(checkpoint) if checkpoint else None,
+                          info={"checkpoint": str(checkpoint.resolve()) if checkpoint else None,
+                                "export_options": export_options if checkpoint else None,
                                 "supervisor_log": str(supervisor_log)})
     spec_path = directory / "supervisor-spec.json"
     spec.write(spec_path)
@@ -208,8 +316,25 @@ def up(args: argparse.Namespace, gateway_address: tuple[str, int] | None, export
         stop(supervisor, 60.0)
         clean_leftovers(directory, read_state(directory))
         return 1
-    print(usage(read_state(directory)))
+    print(usage(read_state(directory), directory))
     return 0
+
+
+def already_running(state: dict, directory: Path, different: list[str]) -> str:
+    runs = what_runs(state)
+    host = probe_host(runs["host"])
+    url = gateway_url(state)
+    serves = [f"checkpoint {runs['checkpoint'] or '(none: --no-build)'}", f"repository {runs['model_repository']}",
+              f"HTTP {host}:{runs['http_port']}", f"gRPC {host}:{runs['grpc_port']}",
+              f"metrics {host}:{runs['metrics_port']}"] + ([f"web UI {url}"] if url else [])
+    return "\n".join([
+        f"error: a server is already running with run directory {Path(directory).resolve()} (supervisor pid "
+        f"{state['pid']}); it serves",
+        "  " + ", ".join(serves),
+        "and this request differs: " + "; ".join(different),
+        f"Stop it with: {stop_command(directory)}",
+        "or start this one with another --run-dir (and ports of its own).",
+    ])
 
 
 def wait_up(directory: Path, supervisor: subprocess.Popen, timeout: float, gateway_timeout: float | None) -> str | None:
@@ -259,14 +384,14 @@ def status(directory: Path, as_json: bool) -> int:
         else:
             print("Triton is not running" if not left else
                   f"the supervisor is not running, but {' and '.join(left)} are still running: "
-                  f"python -m serving down stops them")
+                  f"{stop_command(directory)} stops them")
         return 1
     ready = state.get("state") == "ready" and is_ready(probe_host(state["host"]), state["http_port"])
     if as_json:
         print(json.dumps(state, indent=1))
         return 0 if ready else 1
     if ready:
-        print(usage(state))
+        print(usage(state, directory))
     else:
         print(f"Triton is {state.get('state', 'running')} but not ready (supervisor pid {state['pid']}); log "
               f"{state.get('supervisor_log')}")
