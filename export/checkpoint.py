@@ -74,6 +74,8 @@ def _project_checkpoint(directory: Path, model_type: str) -> Checkpoint:
 
 def load_checkpoint(directory: Path) -> Checkpoint:
     directory = Path(directory)
+    if not directory.exists():
+        raise CheckpointError(f"{directory} does not exist")
     if not directory.is_dir():
         raise CheckpointError(f"{directory} is not a directory")
     from transformers.utils import logging as hf_logging
@@ -115,8 +117,14 @@ def load_checkpoint(directory: Path) -> Checkpoint:
 
 
 def describe(checkpoint: Checkpoint) -> str:
-    """One line for logs: layout, model type, labels and where they came from, CRF, tokenizer options."""
+    """One line for logs: layout, model type, labels and where they came from, CRF, tokenizer options (where the
+    tokenizer came from, and why, has a line of its own: ``tokenizer_source``)."""
+    options = {k: v for k, v in checkpoint.tokenizer_options.items() if k not in ("source", "source_reason")}
     return json.dumps({"layout": checkpoint.layout, "model_type": checkpoint.model_type, "scheme": checkpoint.scheme,
                        "labels": len(checkpoint.labels), "labels_source": checkpoint.labels_source,
-                       "crf": checkpoint.crf is not None, "tokenizer": checkpoint.tokenizer_options},
-                      ensure_ascii=False)
+                       "crf": checkpoint.crf is not None, "tokenizer": options}, ensure_ascii=False)
+
+
+def tokenizer_source(checkpoint: Checkpoint) -> str:
+    """Which tokenizer files were used, and why."""
+    return f"tokenizer from {checkpoint.tokenizer_options['source']} ({checkpoint.tokenizer_options['source_reason']})"

@@ -12,11 +12,12 @@ the order of ``modelscope/utils/hub.py::parse_label_mapping`` -- ``label_mapping
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from pathlib import Path
 
-from ner_pipeline.tagging import parse_label
+from ner_pipeline.tagging import detect_scheme, parse_label, unmatched_tags
 
 from .errors import CheckpointError
 
@@ -86,7 +87,8 @@ def modelscope_labels(directory: Path) -> tuple[list[str], str]:
 
 
 def check_labels(labels: list[str], where: str) -> None:
-    """Every label must read as O or <prefix>-<TYPE>: placeholder names cannot give a tag scheme."""
+    """Every label must read as O or <prefix>-<TYPE> (placeholder names cannot give a tag scheme), and every tag must
+    be able to take part in an entity under strict chunking (``ner_pipeline.tagging.unmatched_tags``)."""
     if all(_PLACEHOLDER.match(label) for label in labels):
         raise CheckpointError(f"{where} holds placeholder names {labels[:3]}...; the checkpoint does not say which "
                               "tag each output is")
@@ -102,3 +104,19 @@ def check_labels(labels: list[str], where: str) -> None:
         have = "S" if "S" in prefixes else "E"
         raise CheckpointError(f"{where}: the labels use {have}- tags without {'E' if have == 'S' else 'S'}- tags "
                               f"(prefixes {sorted(prefixes)}); the decoder reads BIO, BIOES and BMES only")
+    unmatched = unmatched_tags(labels)
+    if unmatched:
+        types = {parse_label(label).type for label in labels} - {""}
+        problems, suggested = [], set()
+        for label, needed in unmatched:
+            problem = f"{label} has no {needed}"
+            entity_type = parse_label(label).type
+            if parse_label(label).continues and entity_type not in suggested:  # a type that cannot open a span
+                suggested.add(entity_type)                                        # is the likely typo
+                close = difflib.get_close_matches(entity_type, sorted(types - {entity_type}), n=1, cutoff=0.6)
+                problem += f" (is it a typo of {close[0]}?)" if close else ""
+            problems.append(problem)
+        rule = ("an I- tag only continues a span its type's B- tag opened" if detect_scheme(labels) == "BIO" else
+                "a span opens with its type's B- tag and closes with its E- tag")
+        raise CheckpointError(f"{where}: {'; '.join(problems)}: the decoder would cut or drop these entities, as "
+                              f"{rule} (labels: {', '.join(labels)})")

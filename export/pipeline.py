@@ -11,7 +11,8 @@ from pathlib import Path
 
 from ner_pipeline.windows import encode_texts, load_tokenizer
 
-from .checkpoint import describe, load_checkpoint
+from .checkpoint import describe, load_checkpoint, tokenizer_source
+from .tokenizer_files import save_tokenizer
 from .onnx_export import OnnxExportConfig, export_fp32, max_abs_difference, onnx_session
 from .quantize import QuantizationConfig, label_agreement, quantize_int8
 from .repository import RepositoryConfig, write_repository
@@ -46,19 +47,25 @@ def export_checkpoint(checkpoint_dir: Path, output: Path, repo_cfg: RepositoryCo
     progress(f"loading checkpoint {checkpoint_dir}")
     checkpoint = load_checkpoint(checkpoint_dir)
     print(f"      {describe(checkpoint)}", flush=True)
+    print(f"      {tokenizer_source(checkpoint)}", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="ner-export-") as tmp:
         tmp = Path(tmp)
-        checkpoint.tokenizer.save_pretrained(str(tmp / "tokenizer"))
+        note = save_tokenizer(checkpoint.tokenizer, tmp / "tokenizer", checkpoint.directory)
+        if note:
+            print(f"      {note}", flush=True)
         tokenizer_json = tmp / "tokenizer" / "tokenizer.json"
         batch = encode_texts(load_tokenizer(str(tokenizer_json)), SAMPLE_TEXTS, repo_cfg.window)
         rows = [(batch.input_ids[i : i + 1], batch.attention_mask[i : i + 1]) for i in range(batch.rows)]
+        # The rows one by one and all together: other batch sizes, lengths and padding than the traced example's
+        # (export_fp32), so that a trace that depends on them fails here.
+        parity_rows = rows + [(batch.input_ids, batch.attention_mask)]
 
         progress(f"exporting ONNX FP32 (opset {onnx_cfg.opset})")
         fp32_path = export_fp32(checkpoint.model, tmp / "fp32.onnx", onnx_cfg)
         fp32_session = onnx_session(fp32_path)
-        progress(f"checking FP32 parity with PyTorch on {len(rows)} rows")
-        parity = max_abs_difference(checkpoint.model, fp32_session, rows)
+        progress(f"checking FP32 parity with PyTorch on {len(rows)} rows, one by one and as one batch")
+        parity = max_abs_difference(checkpoint.model, fp32_session, parity_rows)
         if parity > onnx_cfg.parity_tolerance:
             raise RuntimeError(f"ONNX FP32 differs from PyTorch by {parity:.2e} > {onnx_cfg.parity_tolerance:.0e}")
 

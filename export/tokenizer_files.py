@@ -22,6 +22,10 @@ so a tokenizer with other ids is refused here rather than served wrong.
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from ner_pipeline.windows import CLS_ID, PAD_ID, SEP_ID
@@ -90,6 +94,10 @@ def load_tokenizer(directory: Path, vocab_rows: int | None = None):
             options[name] = tokenizer_config.get(name, default)
         options["split_into_words"] = _split_into_words(directory, tokenizer_config)
         options["source"] = f"{vocab.name} + {TOKENIZER_CONFIG if tokenizer_config else 'BertTokenizer defaults'}"
+        options["source_reason"] = (f"{'tokenizer class ' + tokenizer_class if tokenizer_class else 'no tokenizer class'}"
+                                    ": a WordPiece vocabulary, built with its options as BertTokenizer builds it")
+        if (directory / "tokenizer.json").exists():
+            options["source_reason"] += "; the tokenizer.json beside it is not used"
         tokenizer = BertTokenizer(vocab=str(vocab), do_lower_case=options["do_lower_case"],
                                   tokenize_chinese_chars=options["tokenize_chinese_chars"],
                                   strip_accents=options["strip_accents"],
@@ -100,6 +108,8 @@ def load_tokenizer(directory: Path, vocab_rows: int | None = None):
         from transformers import AutoTokenizer
 
         options["source"] = "tokenizer.json" if (directory / "tokenizer.json").exists() else tokenizer_class
+        options["source_reason"] = (f"tokenizer class {tokenizer_class} is not WordPiece" if vocab.exists() else
+                                    "no vocab.txt") + ": loaded by AutoTokenizer"
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(directory))
         except (ValueError, OSError) as err:
@@ -122,3 +132,59 @@ def load_tokenizer(directory: Path, vocab_rows: int | None = None):
             raise CheckpointError(f"{directory}: the tokenizer has ids up to {largest} but the model's word "
                                   f"embeddings have only {vocab_rows} rows")
     return tokenizer, options
+
+
+# tokenizers (Rust) prints this to file descriptor 1 whenever it serialises a vocabulary with ids that no token has,
+# with no setting to turn it off.
+_HOLES_WARNING = b"The OrderedVocab you are attempting to save contains holes"
+
+
+def repeated_tokens(tokenizer, directory: Path) -> str | None:
+    """One line explaining the ids without a token, when they are exactly the earlier lines of tokens that
+    ``vocab.txt`` repeats (bert-base-chinese's has 53 such lines); None when there are none or another cause."""
+    vocab_file = Path(directory) / "vocab.txt"
+    vocab = tokenizer.get_vocab()
+    ids = set(vocab.values())
+    holes = [i for i in range(max(ids) + 1) if i not in ids]
+    if not holes or not vocab_file.exists():
+        return None
+    lines = vocab_file.read_text(encoding="utf-8").split("\n")
+    last = {token: i for i, token in enumerate(lines)}
+    if not all(i < len(lines) and vocab.get(lines[i]) == last[lines[i]] != i for i in holes):
+        return None
+    example = lines[holes[0]]
+    return (f"vocab.txt repeats {len(holes)} tokens (e.g. {example!r} on lines {holes[0]} and {last[example]}, "
+            "counting from 0); each takes the id of its last line, as BERT's own vocabulary loader gives it: every id "
+            f"is still its line number, and the {len(holes)} ids of the earlier lines are unused (tokenizers' "
+            "\"holes\" warning about them is left out)")
+
+
+@contextmanager
+def _stdout_without(prefix: bytes):
+    """Drops the lines starting with ``prefix`` that native code writes to file descriptor 1 meanwhile."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 1)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            captured.seek(0)
+            kept = b"".join(line for line in captured.read().splitlines(keepends=True) if not line.startswith(prefix))
+            if kept:
+                os.write(1, kept)
+
+
+def save_tokenizer(tokenizer, target: Path, checkpoint_dir: Path) -> str | None:
+    """Writes the tokenizer's files (``tokenizer.json`` among them) to ``target``. Returns the explanation of a
+    vocabulary's repeated tokens (``repeated_tokens``), in which case tokenizers' own warning about them, which says
+    the vocabulary "could be corrupted", is left out; any other output of the save is kept."""
+    note = repeated_tokens(tokenizer, checkpoint_dir)
+    if note is None:
+        tokenizer.save_pretrained(str(target))
+        return None
+    with _stdout_without(_HOLES_WARNING):
+        tokenizer.save_pretrained(str(target))
+    return note

@@ -55,6 +55,35 @@ def detect_scheme(labels: list[str]) -> str:
     return "BIO"
 
 
+def _respelled(label: str, prefix: str) -> str:
+    """``label`` with another prefix letter, in the label's own spelling ("I-PER" -> "B-PER", "PER_M" -> "PER_B")."""
+    raw, entity_type = _split_label(label)
+    if label[:1].upper() == raw and label[1:2] in ("-", "_") and label[2:] == entity_type:
+        return prefix + label[1:]
+    return label[:-1] + prefix
+
+
+def unmatched_tags(labels: list[str]) -> list[tuple[str, str]]:
+    """(label, the label it needs) for every tag the strict chunker could never make part of an entity: an I/M/E of
+    a type without its B (nothing opens the span), and in BIOES/BMES a B of a type without its E (nothing closes a
+    span of two or more words). A typo such as I-PRODUCTS beside B-PRODUCT is the usual cause."""
+    prefixes: dict[str, set[str]] = {}
+    for label in labels:
+        tag = parse_label(label)
+        if tag is not OUTSIDE:
+            prefixes.setdefault(tag.type, set()).add(tag.prefix)
+    closing = detect_scheme(labels) != "BIO"
+    end_letter = "L" if any(_split_label(label)[0] == "L" for label in labels) else "E"  # BILOU spells E as L
+    unmatched = []
+    for label in labels:
+        tag = parse_label(label)
+        if tag.continues and "B" not in prefixes[tag.type]:
+            unmatched.append((label, _respelled(label, "B")))
+        elif tag.prefix == "B" and closing and "E" not in prefixes[tag.type]:
+            unmatched.append((label, _respelled(label, end_letter)))
+    return unmatched
+
+
 SCHEME_PREFIXES = {"BIO": "BI", "BIOES": "BIES", "BMES": "BMES"}
 
 

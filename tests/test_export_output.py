@@ -1,0 +1,156 @@
+"""What the exporter says: label sets whose tags could never make an entity are refused in one line, a missing path
+is called missing, and an export prints its progress and nothing else (which tokenizer files it used and why; why
+bert-base-chinese's vocabulary has ids without a token; no known-harmless warnings of the tracer or the quantizer).
+Real exports of a small random-weight Hugging Face BERT and of the default model, as ``python -m export`` runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from export.checkpoint import CheckpointError, load_checkpoint
+from export.labels import check_labels
+from export.repository import REPO_ROOT
+from export.synthetic import labels_for
+from ner_pipeline.tagging import chunk, parse_label
+
+pytestmark = pytest.mark.unit
+
+DEFAULT_MODEL = REPO_ROOT / "models" / "default"
+PRODUCTS = ["O", "B-PRODUCT", "I-PRODUCT", "B-BRAND", "I-BRAND"]
+MEDICAL_BIOES = ["O"] + [f"{p}-{t}" for t in ("DRUG", "DISEASE") for p in "BIES"]
+
+
+def hugging_face_checkpoint(directory: Path, labels: list[str], tokenizer_json: bool = False) -> Path:
+    """A random-weight BertForTokenClassification (2 layers, hidden 32) with its own labels and bert-base-chinese's
+    vocab.txt, as a new user would save one; with ``tokenizer_json`` also the files BertTokenizer saves."""
+    import torch
+    from transformers import BertConfig, BertForTokenClassification, BertTokenizer
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=21128, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, id2label=dict(enumerate(labels)),
+                        label2id={label: i for i, label in enumerate(labels)})
+    BertForTokenClassification(config).save_pretrained(directory)
+    shutil.copyfile(DEFAULT_MODEL / "vocab.txt", directory / "vocab.txt")
+    if tokenizer_json:
+        BertTokenizer(vocab=str(directory / "vocab.txt")).save_pretrained(str(directory))
+    return directory
+
+
+def export(checkpoint: Path, output: Path) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("NER_")}
+    return subprocess.run([sys.executable, "-m", "export", str(checkpoint), "--output", str(output)],
+                          capture_output=True, text=True, env=environment, cwd=REPO_ROOT, timeout=600)
+
+
+# ------------------------------------------------------------------------------------------- label sets
+
+
+def test_the_strict_chunker_cuts_a_span_whose_continuation_is_a_typo():
+    """Why the typo must be refused: its entity would be served cut to its first character."""
+    tags = [parse_label(label) for label in ["B-PRODUCT", "I-PRODUCTS", "I-PRODUCTS"]]
+    assert chunk(tags, "BIO") == [("PRODUCT", 0, 0)]
+
+
+@pytest.mark.parametrize("labels, problems", [
+    (["O", "B-PRODUCT", "I-PRODUCTS", "B-BRAND", "I-BRAND"],
+     ["I-PRODUCTS has no B-PRODUCTS (is it a typo of PRODUCT?)"]),
+    ([label.replace("E-DISEASE", "E-DISEASES") for label in MEDICAL_BIOES],
+     ["B-DISEASE has no E-DISEASE", "E-DISEASES has no B-DISEASES (is it a typo of DISEASE?)"]),
+    ([label.replace("B-DRUG", "B-DRGU") for label in MEDICAL_BIOES],
+     ["B-DRGU has no E-DRGU", "I-DRUG has no B-DRUG (is it a typo of DRGU?)", "E-DRUG has no B-DRUG"]),
+    (["O", "B-PER", "M-PER", "E-PER", "S-PER", "M-LOC", "E-LOC", "S-LOC"], ["M-LOC has no B-LOC", "E-LOC has no B-LOC"]),
+    (["O", "PER-B", "PER-I", "LOC-I"], ["LOC-I has no LOC-B"]),
+])
+def test_tags_that_cannot_take_part_in_an_entity_are_refused_by_name(labels, problems):
+    with pytest.raises(CheckpointError) as err:
+        check_labels(labels, "config.json id2label")
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("config.json id2label: " + "; ".join(problems) + ": ")
+    assert message.endswith(f"(labels: {', '.join(labels)})")
+
+
+@pytest.mark.parametrize("labels", [
+    PRODUCTS,
+    MEDICAL_BIOES,
+    ["O", "B-DRUG", "I-DRUG", "E-DRUG", "S-DRUG", "S-DOSE"],  # a type of single words only
+    ["O", "B-PER", "B-LOC", "I-LOC"],  # BIO: a type of single words only
+    ["O", "PER-B", "PER-I", "LOC-B", "LOC-I"],
+    ["O", "B-PER", "I-PER", "L-PER", "U-PER"],  # BILOU
+    *(labels_for(scheme) for scheme in ("BIO", "BIOES", "BMES")),
+])
+def test_label_sets_that_chunk_are_accepted(labels):
+    check_labels(labels, "config.json id2label")
+
+
+def test_the_exporter_refuses_a_label_typo_in_one_line(tmp_path):
+    checkpoint = hugging_face_checkpoint(tmp_path / "checkpoint", ["O", "B-PRODUCT", "I-PRODUCTS", "B-BRAND",
+                                                                    "I-BRAND"])
+    result = export(checkpoint, tmp_path / "repository")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"error: {checkpoint / 'config.json'} id2label: I-PRODUCTS has no B-PRODUCTS "
+                                    "(is it a typo of PRODUCT?)")
+    assert "(labels: O, B-PRODUCT, I-PRODUCTS, B-BRAND, I-BRAND)" in result.stderr
+    assert not (tmp_path / "repository").exists()
+
+
+# ------------------------------------------------------------------------------------------- paths
+
+
+def test_a_missing_checkpoint_is_called_missing(tmp_path):
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(tmp_path / 'nowhere'))} does not exist$"):
+        load_checkpoint(tmp_path / "nowhere")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(tmp_path / 'a-file'))} is not a directory$"):
+        load_checkpoint(tmp_path / "a-file")
+    result = export(tmp_path / "nowhere", tmp_path / "repository")
+    assert (result.returncode, result.stderr) == (2, f"error: {tmp_path / 'nowhere'} does not exist\n")
+
+
+# ------------------------------------------------------------------------------------------- a whole export
+
+
+def progress_only(stdout: str) -> list[str]:
+    """The lines of an export's output that are not its numbered steps or their indented details."""
+    return [line for line in stdout.splitlines() if not (line.startswith("[") or line.startswith("      "))]
+
+
+HOLES_NOTE = ("vocab.txt repeats 53 tokens (e.g. '##s' on lines 8118 and 20925, counting from 0); each takes the id "
+              "of its last line")
+
+
+def test_an_export_of_a_hugging_face_checkpoint_says_what_it_did_and_nothing_else(tmp_path):
+    """Beside vocab.txt, the tokenizer.json and tokenizer_config.json that BertTokenizer saves: the exporter uses
+    vocab.txt with the config's options, and says so."""
+    checkpoint = hugging_face_checkpoint(tmp_path / "checkpoint", PRODUCTS, tokenizer_json=True)
+    result = export(checkpoint, tmp_path / "repository")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no tracer warnings, no ONNX Runtime advice
+    assert progress_only(result.stdout) == []  # nothing from tokenizers
+    reason = ("tokenizer class BertTokenizer: a WordPiece vocabulary, built with its options as BertTokenizer builds "
+              "it; the tokenizer.json beside it is not used")
+    assert f"      tokenizer from vocab.txt + tokenizer_config.json ({reason})\n" in result.stdout
+    assert f"      {HOLES_NOTE}" in result.stdout
+    report = json.loads((tmp_path / "repository" / "export_report.json").read_text())
+    assert report["tokenizer"]["source"] == "vocab.txt + tokenizer_config.json"
+    assert report["tokenizer"]["source_reason"] == reason
+
+
+def test_an_export_of_the_default_model_prints_its_progress_only(tmp_path):
+    """The project's own architecture (a GRU and attention layers) has tracer warnings of its own."""
+    result = export(DEFAULT_MODEL, tmp_path / "repository")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert progress_only(result.stdout) == []
+    assert f"      {HOLES_NOTE}" in result.stdout
+    assert "tokenizer from vocab.txt + tokenizer_config.json (tokenizer class BertTokenizer: " in result.stdout
