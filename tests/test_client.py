@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import socket
+import subprocess
+import sys
 from contextlib import contextmanager
 
 import pytest
@@ -306,6 +309,36 @@ def test_a_server_that_never_answers_times_out(protocol):
                     await ner.extract(GOOD)
 
         asyncio.run(main())
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_the_other_protocols_port_is_named_as_such(served, protocol):
+    """gRPC to Triton's HTTP port ("Socket closed" from gRPC) and HTTP to its gRPC port (an unparsable HTTP/2 frame):
+    the error says which port it looks like, at once, without retries; the command line prints the same words."""
+    other_port = served.http_url if protocol == "grpc" else served.grpc_url
+    looks_like = "HTTP" if protocol == "grpc" else "gRPC"
+    with NerClient(other_port, protocol, timeout=20, retries=3, backoff=0.01) as ner:
+        assert not ner.ready()
+        with pytest.raises(ServerUnavailable) as info:
+            ner.extract(GOOD)
+    assert f"this looks like Triton's {looks_like} port" in str(info.value), info.value
+    assert info.value.attempts == 1
+
+    async def main():
+        async with AsyncNerClient(other_port, protocol, timeout=20, retries=3, backoff=0.01) as ner:
+            with pytest.raises(ServerUnavailable) as info:
+                await ner.extract_many([GOOD, "李四"])
+            return info.value
+
+    error = asyncio.run(main())
+    assert f"this looks like Triton's {looks_like} port" in str(error), error
+    assert error.attempts == 1
+
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("NER_")}
+    cli = subprocess.run([sys.executable, "-m", "ner_client", "--url", f"{protocol}://{other_port}"],
+                         input=GOOD.encode(), capture_output=True, env=environment, timeout=60)
+    assert cli.returncode != 0
+    assert f"this looks like Triton's {looks_like} port" in cli.stderr.decode(), cli.stderr.decode()
 
 
 def test_a_stopped_server_raises_server_unavailable(served, tmp_path):

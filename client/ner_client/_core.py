@@ -248,8 +248,10 @@ class ClientBase:
         """The project's error for a failed try, and whether another try may help; None if ``exc`` is not ours."""
         from tritonclient.utils import InferenceServerException
 
-        from .errors import ServerUnavailable, from_os_error, from_server
+        from .errors import NerError, ServerUnavailable, from_os_error, from_server
 
+        if isinstance(exc, NerError):  # the transport's own diagnosis (a wrong port): final as it is
+            return exc, False
         if isinstance(exc, InferenceServerException):
             error, retry = from_server(exc, url=self.target.display, model=self.model, timeout=timeout)
         elif isinstance(exc, OSError):

@@ -14,7 +14,10 @@ from ._core import (
     with_request_index,
 )
 from .entity import Entity, ModelInfo
-from .errors import InputRejected, ModelNotReady, NerError, RequestTimeout, ServerError, ServerUnavailable
+from .errors import (
+    InputRejected, ModelNotReady, NerError, RequestTimeout, ServerError, ServerUnavailable, looks_like_wrong_port,
+    wrong_port,
+)
 
 T = TypeVar("T")
 
@@ -24,21 +27,37 @@ class _AioGrpcTransport:
         import tritonclient.grpc as grpcclient
         import tritonclient.grpc.aio as aio
 
+        from tritonclient.utils import InferenceServerException
+
         self.module = grpcclient
+        self.errors = InferenceServerException
+        self.target = target
         self.client = aio.InferenceServerClient(target.url, ssl=target.ssl, channel_args=GRPC_CHANNEL_ARGS)
         self.output = [grpcclient.InferRequestedOutput(OUTPUT_NAME)]
+
+    async def _checked(self, timeout: float, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except self.errors as exc:
+            if looks_like_wrong_port(exc):
+                wrong = await asyncio.to_thread(wrong_port, self.target.url, "grpc", timeout)
+                if wrong is not None:
+                    raise wrong from exc
+            raise
 
     async def infer(self, model: str, array: np.ndarray, timeout: float) -> np.ndarray | None:
         tensor = self.module.InferInput(INPUT_NAME, list(array.shape), "BYTES")
         tensor.set_data_from_numpy(array)
-        result = await self.client.infer(model, [tensor], outputs=self.output, client_timeout=timeout)
+        result = await self._checked(timeout, self.client.infer(model, [tensor], outputs=self.output,
+                                                                client_timeout=timeout))
         return result.as_numpy(OUTPUT_NAME)
 
     async def config(self, model: str, timeout: float) -> dict:
-        return (await self.client.get_model_config(model, as_json=True, client_timeout=timeout))["config"]
+        return (await self._checked(timeout, self.client.get_model_config(model, as_json=True,
+                                                                          client_timeout=timeout)))["config"]
 
     async def model_ready(self, model: str, timeout: float) -> bool:
-        return await self.client.is_model_ready(model, client_timeout=timeout)
+        return await self._checked(timeout, self.client.is_model_ready(model, client_timeout=timeout))
 
     async def close(self) -> None:
         await self.client.close()
@@ -76,7 +95,8 @@ class _AioHttpTransport:
         except aiohttp.ClientError as exc:
             if isinstance(exc, OSError):
                 raise
-            raise ServerError(f"unreadable answer from {self.target.display}: {exc}") from exc
+            wrong = await asyncio.to_thread(wrong_port, self.target.url, "http", timeout)
+            raise wrong or ServerError(f"unreadable answer from {self.target.display}: {exc}") from exc
 
     async def infer(self, model: str, array: np.ndarray, timeout: float) -> np.ndarray | None:
         tensor = self.module.InferInput(INPUT_NAME, list(array.shape), "BYTES")

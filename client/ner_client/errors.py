@@ -121,6 +121,50 @@ def from_server(exc: BaseException, *, url: str, model: str, timeout: float) -> 
     return ServerError(f"the NER server at {url} failed: {message}" + (f" [{status}]" if status else ""), status), False
 
 
+def peer_protocol(url: str, timeout: float) -> str | None:
+    """What the server at ``host:port`` answers to a plain HTTP/1.1 request: "HTTP/1.1" (a status line: Triton's
+    HTTP port), "HTTP/2" (an HTTP/2 server's first frame, SETTINGS on stream 0: Triton's gRPC port), or None."""
+    host, _, port = url.rpartition(":")
+    head = b""
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
+            sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: " + host.encode() + b"\r\nConnection: close\r\n\r\n")
+            while len(head) < 9:
+                chunk = sock.recv(9 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+    except (OSError, ValueError):
+        return None
+    if head.startswith(b"HTTP/1."):
+        return "HTTP/1.1"
+    if len(head) == 9 and head[3] == 0x04 and head[5:9] == bytes(4):  # frame type 4 = SETTINGS, stream 0
+        return "HTTP/2"
+    return None
+
+
+def wrong_port(url: str, protocol: str, timeout: float) -> ServerUnavailable | None:
+    """The error for a client that talks to the other protocol's port, or None if the port is not that: asked only
+    after a failure that looks like it (``looks_like_wrong_port``), whose own words do not say it."""
+    speaks = peer_protocol(url, min(timeout, 2.0))
+    if protocol == "grpc" and speaks == "HTTP/1.1":
+        return ServerUnavailable(f"the server at grpc://{url} answers HTTP/1.1, not gRPC: this looks like Triton's "
+                                 f"HTTP port; use http://{url} or the gRPC port", url)
+    if protocol == "http" and speaks == "HTTP/2":
+        return ServerUnavailable(f"the server at http://{url} answers in HTTP/2 (gRPC), not HTTP/1.1: this looks "
+                                 f"like Triton's gRPC port; use grpc://{url} or the HTTP port", url)
+    return None
+
+
+def looks_like_wrong_port(exc: BaseException) -> bool:
+    """gRPC UNAVAILABLE on a connection the server closed: an HTTP/1.1 server (Triton's HTTP port) closes the
+    connection on gRPC's HTTP/2 preface without a word, and gRPC reports "Socket closed"."""
+    status = str(exc.status()) if callable(getattr(exc, "status", None)) else ""
+    message = (exc.message() if callable(getattr(exc, "message", None)) else None) or str(exc)
+    return status == "StatusCode.UNAVAILABLE" and any(m in message.lower() for m in ("socket closed",
+                                                                                   "connection reset"))
+
+
 def from_os_error(exc: BaseException, *, url: str, timeout: float) -> tuple[NerError, bool]:
     """Translates a transport error (socket, geventhttpclient, aiohttp) into (typed error, retry is safe)."""
     if isinstance(exc, (socket.timeout, TimeoutError)):

@@ -14,7 +14,10 @@ from ._core import (
     with_request_index,
 )
 from .entity import Entity, ModelInfo
-from .errors import InputRejected, ModelNotReady, NerError, RequestTimeout, ServerError, ServerUnavailable
+from .errors import (
+    InputRejected, ModelNotReady, NerError, RequestTimeout, ServerError, ServerUnavailable, looks_like_wrong_port,
+    wrong_port,
+)
 
 T = TypeVar("T")
 
@@ -23,20 +26,36 @@ class _GrpcTransport:
     def __init__(self, target: Target):
         import tritonclient.grpc as grpcclient
 
+        from tritonclient.utils import InferenceServerException
+
         self.module = grpcclient
+        self.errors = InferenceServerException
+        self.target = target
         self.client = grpcclient.InferenceServerClient(target.url, ssl=target.ssl, channel_args=GRPC_CHANNEL_ARGS)
         self.output = [grpcclient.InferRequestedOutput(OUTPUT_NAME)]
+
+    def _checked(self, timeout: float, call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except self.errors as exc:
+            if looks_like_wrong_port(exc):
+                wrong = wrong_port(self.target.url, "grpc", timeout)
+                if wrong is not None:
+                    raise wrong from exc
+            raise
 
     def infer(self, model: str, array: np.ndarray, timeout: float) -> np.ndarray | None:
         tensor = self.module.InferInput(INPUT_NAME, list(array.shape), "BYTES")
         tensor.set_data_from_numpy(array)
-        return self.client.infer(model, [tensor], outputs=self.output, client_timeout=timeout).as_numpy(OUTPUT_NAME)
+        return self._checked(timeout, lambda: self.client.infer(model, [tensor], outputs=self.output,
+                                                                client_timeout=timeout).as_numpy(OUTPUT_NAME))
 
     def config(self, model: str, timeout: float) -> dict:
-        return self.client.get_model_config(model, as_json=True, client_timeout=timeout)["config"]
+        return self._checked(timeout, lambda: self.client.get_model_config(model, as_json=True,
+                                                                           client_timeout=timeout)["config"])
 
     def model_ready(self, model: str, timeout: float) -> bool:
-        return self.client.is_model_ready(model, client_timeout=timeout)
+        return self._checked(timeout, lambda: self.client.is_model_ready(model, client_timeout=timeout))
 
     def close(self) -> None:
         self.client.close()
@@ -75,7 +94,8 @@ class _HttpTransport:
             self._replace_client()
             if type(exc).__name__ == "HTTPConnectionClosed":
                 raise ConnectionResetError(str(exc) or "connection closed") from exc
-            raise ServerError(f"unreadable answer from {self.target.display}: {exc}") from exc
+            raise wrong_port(self.target.url, "http", timeout) or ServerError(
+                f"unreadable answer from {self.target.display}: {exc}") from exc
         finally:
             timer.close()
 
