@@ -9,6 +9,10 @@ them exactly.
     python -m evaluation --url 127.0.0.1:8001 --in-process build/model_repository
 
 ``python -m evaluation.precision_check`` compares INT8 with FP32 in process on the same texts.
+
+``python -m evaluation.robustness`` scores MSRA dev (or test) clean and perturbed (emoji, rare characters, Latin
+pieces, width variants, spaces and line breaks, joined sentences, Traditional characters) and the hand-written
+social-media fixture, through the served ensembles and in process (docs/robustness.md).
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ner_client.settings import (TRITON_PROTOCOL, TRITON_URL, Setting, SettingGroup, non_negative_int, positive_int,
-                                 word_list)
+from ner_client.settings import (TRITON_PROTOCOL, TRITON_URL, TYPE_NAMES, Setting, SettingGroup, comma_list,
+                                 non_negative_int, positive_int, word_list)
 from ner_model.data import DATA_DIR
 
 BIO_FILE = Setting("file", None, "BIO file, char<TAB>tag per line", type=Path, shown="msra/test.bio of --data-dir")
@@ -44,6 +48,51 @@ PRECISION_CHECK_SETTINGS = SettingGroup("NER_EVAL_", (
     Setting("output", Path("build/evaluation/precision_check.json"), "JSON report", type=Path,
             env="NER_EVAL_PRECISION_OUTPUT"),
 ), "INT8 against FP32")
+
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "social.jsonl"
+ROBUSTNESS_KINDS = ("emoji", "rare", "latin", "width", "space", "joined", "traditional")
+
+
+def kind_list(text) -> tuple[str, ...]:
+    kinds = word_list(text)
+    unknown = [k for k in kinds if k not in ROBUSTNESS_KINDS]
+    if unknown:
+        raise ValueError(f"unknown kind {', '.join(unknown)} (kinds: {', '.join(ROBUSTNESS_KINDS)})")
+    return kinds
+
+
+def rate_list(text) -> tuple[float, ...]:
+    """Comma-separated shares of gaps, each more than 0 and at most 1."""
+    rates = tuple(float(r) for r in comma_list(text)) if isinstance(text, str) else tuple(text)
+    if any(not 0 < r <= 1 for r in rates):
+        raise ValueError(f"rates are shares of gaps, more than 0 and at most 1, not {text}")
+    return rates
+
+
+TYPE_NAMES.update({kind_list: "list", rate_list: "comma list"})
+
+ROBUSTNESS_SETTINGS = SettingGroup("NER_EVAL_", (
+    Setting("split", "dev", "MSRA split: dev (the last --dev-size training sentences, as training carves it) or test "
+            "(score test once per issue, on the final candidate)", choices=("dev", "test")),
+    Setting("file", None, "BIO file to perturb instead of --split", type=Path),
+    DATA_DIR,
+    Setting("dev_size", 3000, "size of the dev split", type=positive_int),
+    TRITON_URL,
+    TRITON_PROTOCOL,
+    Setting("models", ("ner", "ner_fp32"), "ensembles to score (empty: none, in process only)", type=word_list),
+    Setting("limit", 0, "use only the first N sentences (0: all)", type=non_negative_int),
+    Setting("seed", 0, "seed of the perturbations: the same seed gives the same perturbed texts", type=int),
+    Setting("rates", (0.05, 0.2), "shares of the free gaps that get a piece", type=rate_list),
+    Setting("kinds", ROBUSTNESS_KINDS, "perturbations to score", type=kind_list),
+    Setting("join_size", 4, "sentences per text of the joined kind", type=positive_int),
+    Setting("fixture", FIXTURE, "hand-written web and social-media texts (JSON lines); empty: none", type=Path,
+            shown="evaluation/fixtures/social.jsonl"),
+    Setting("batch_size", 16, "texts per request", type=positive_int),
+    Setting("in_process", None, "model repository to also run in process, FP32", type=Path),
+    Setting("output", Path("build/evaluation/robustness.json"), "JSON report", type=Path,
+            env="NER_EVAL_ROBUSTNESS_OUTPUT"),
+), "robustness")
 
 
 def bio_file(args) -> Path:
@@ -77,4 +126,28 @@ def precision_check_main(argv=None) -> int:
     args = PRECISION_CHECK_SETTINGS.parse(argv, prog="python -m evaluation.precision_check", description=__doc__)
     report = precision_check(args.repository, bio_file(args))
     write_report(report, args.output)
+    return 0
+
+
+def robustness_main(argv=None) -> int:
+    from ner_client import NerError
+
+    from .robustness import benchmark, load_fixture, load_sentences, print_report
+    from .served import write_report
+
+    args = ROBUSTNESS_SETTINGS.parse(argv, prog="python -m evaluation.robustness", description=__doc__)
+    source, sentences = load_sentences(args.split, args.data_dir, args.dev_size, args.file, args.limit)
+    fixture = load_fixture(args.fixture) if args.fixture and str(args.fixture) not in ("", ".") else []
+    try:
+        report = benchmark(sentences, fixture, args.models, url=args.url, protocol=args.protocol,
+                           batch_size=args.batch_size, in_process=args.in_process, kinds=args.kinds,
+                           rates=args.rates, seed=args.seed, join_size=args.join_size)
+    except NerError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    report = {"split": None if args.file else args.split, "source": source,
+              "fixture": str(args.fixture) if fixture else None, **report}
+    write_report(report, args.output)
+    print_report(report)
+    print(f"wrote {args.output}")
     return 0
