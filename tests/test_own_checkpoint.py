@@ -151,12 +151,16 @@ def up(checkpoint: Path, repository: Path, run_dir: Path, ports: list[int]) -> s
 
 def stop_as_told(started: subprocess.CompletedProcess, run_dir: Path, ports: list[int]) -> None:
     """Runs exactly the stop command `up` printed; it must name this run directory and stop this server."""
-    (command,) = re.findall(r"^Stop with: (.+)$", started.stdout, re.M)
-    assert command == f"bash scripts/down.sh --run-dir {shlex.quote(str(run_dir.resolve()))}"
-    done = run(*shlex.split(command), timeout=300)
-    assert done.returncode == 0 and "stopped the supervisor" in done.stdout, done.stdout + done.stderr
-    assert not (run_dir / control.STATE_FILE).exists()
-    assert not any(port_in_use("127.0.0.1", port) for port in ports)
+    try:
+        (command,) = re.findall(r"^Stop with: (.+)$", started.stdout, re.M)
+        assert command == f"bash scripts/down.sh --run-dir {shlex.quote(str(run_dir.resolve()))}"
+        done = run(*shlex.split(command), timeout=300)
+        assert done.returncode == 0 and "stopped the supervisor" in done.stdout, done.stdout + done.stderr
+        assert not (run_dir / control.STATE_FILE).exists()
+        assert not any(port_in_use("127.0.0.1", port) for port in ports)
+    finally:  # a wrong stop command must not leave the server running
+        if (run_dir / control.STATE_FILE).exists():
+            run(sys.executable, "-m", "serving", "down", "--run-dir", str(run_dir), timeout=300)
 
 
 def assert_serves_products(grpc_port: int) -> None:
