@@ -1,9 +1,9 @@
 """Per-call overhead of the SDK over raw tritonclient: the same text, the same protocol, sequential calls.
 
-    .venv/bin/python client/benchmarks/overhead.py --url grpc://127.0.0.1:8001 --url http://127.0.0.1:8000
+    .venv/bin/python -m perf.sdk_overhead --urls grpc://127.0.0.1:8001,http://127.0.0.1:8000
 
-For each URL: ``--calls`` calls of ``NerClient.extract(text)`` and as many raw ``InferenceServerClient.infer`` calls
-(input tensor built, ``ENTITIES`` read, its JSON parsed), interleaved one by one so that a busy machine slows both
+For each URL: ``--calls`` calls of ``NerClient.extract(text)`` and as many raw calls of ``perf.triton_calls``
+(input tensor built, ``infer``, ``ENTITIES`` read, its JSON parsed), interleaved one by one so that a busy machine slows both
 alike; prints the median per-call times and their ratio, and writes them as JSON to ``--output``. The server
 answers a repeated text from its response cache, so the times are mostly client and transport: the ratio is an
 upper bound of what the SDK adds to a real call; ``--distinct`` sends a new text each call (cache misses, the
@@ -12,7 +12,6 @@ model runs), for the SDK's share of a real call.
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import statistics
@@ -21,38 +20,39 @@ import time
 import uuid
 from pathlib import Path
 
-import numpy as np
-
 from ner_client import NerClient
 from ner_client._core import resolve_target
+from ner_client.settings import Setting, SettingGroup, boolean, comma_list, positive_int
+
+from . import triton_calls
+from .servers import REPO_ROOT
 
 TEXT = "张三在北京的清华大学读书。"
+
+SETTINGS = SettingGroup("NER_PERF_OVERHEAD_", (
+    Setting("urls", ("grpc://127.0.0.1:8001", "http://127.0.0.1:8000"), "running servers, comma-separated, each with a "
+            "scheme (or all with --protocol)", type=comma_list),
+    Setting("protocol", None, "the protocol of URLs without a scheme", choices=("grpc", "http")),
+    Setting("model", "ner", "the ensemble to call"),
+    Setting("calls", 300, "calls of each kind per URL", type=positive_int),
+    Setting("warmup", 20, "calls of each kind before timing", type=positive_int),
+    Setting("distinct", False, "a new text each call: no response-cache hits, the model runs", type=boolean),
+    Setting("output", REPO_ROOT / "build" / "client_overhead.json", "JSON report", type=Path,
+            shown="build/client_overhead.json"),
+), title="SDK overhead")
 
 
 def text_for(i: int, token: str | None) -> str:
     return f"{TEXT}{token}-{i}" if token else TEXT
 
 
-def raw_caller(protocol: str, url: str, model: str):
-    if protocol == "grpc":
-        import tritonclient.grpc as module
-    else:
-        import tritonclient.http as module
-    client = module.InferenceServerClient(url)
-
-    def call(text: str = TEXT) -> list:
-        array = np.array([[text.encode("utf-8")]], dtype=np.object_)
-        tensor = module.InferInput("TEXT", [1, 1], "BYTES")
-        tensor.set_data_from_numpy(array)
-        result = client.infer(model, [tensor])
-        return [json.loads(row[0]) for row in result.as_numpy("ENTITIES")]
-
-    return client, call
-
-
 def measure(url: str, protocol: str | None, model: str | None, calls: int, warmup: int, distinct: bool) -> dict:
     target = resolve_target(url, protocol, model, None)
-    raw_client, raw = raw_caller(target.protocol, target.url, target.model)
+    raw_client = triton_calls.client(target.protocol, target.url)
+
+    def raw(text: str = TEXT) -> list[list[dict]]:
+        return triton_calls.infer(target.protocol, target.url, [text], target.model, connection=raw_client)
+
     sdk = NerClient(target.url, target.protocol, target.model)
     assert [e.to_dict() for e in sdk.extract(TEXT)] == raw()[0], "the SDK and raw tritonclient disagree"
     for _ in range(warmup):
@@ -84,18 +84,8 @@ def measure(url: str, protocol: str | None, model: str | None, calls: int, warmu
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", action="append",
-                        help="a running server, with a scheme or with --protocol; repeatable "
-                             "(default: grpc://127.0.0.1:8001 and http://127.0.0.1:8000)")
-    parser.add_argument("--protocol", choices=["grpc", "http"], help="for URLs without a scheme")
-    parser.add_argument("--model", default="ner")
-    parser.add_argument("--calls", type=int, default=300, help="calls of each kind per URL (default 300)")
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--distinct", action="store_true", help="a new text each call: no response-cache hits")
-    parser.add_argument("--output", type=Path, default=Path("build/client_overhead.json"))
-    args = parser.parse_args(argv)
-    urls = args.url or ["grpc://127.0.0.1:8001", "http://127.0.0.1:8000"]
+    args = SETTINGS.parse(argv, prog="python -m perf.sdk_overhead", description=__doc__)
+    urls = args.urls
     results = []
     for url in urls:
         result = measure(url, args.protocol, args.model, args.calls, args.warmup, args.distinct)
