@@ -242,8 +242,9 @@ def usage(state: dict, directory: Path) -> str:
 # --------------------------------------------------------------------------------------------------- commands
 
 def up(args: argparse.Namespace, gateway_address: tuple[str, int] | None, export_options: dict[str, str]) -> int:
-    """Starts the supervisor (and, with ``gateway_address`` (host, port), the web gateway) unless it runs; builds the
-    repository first unless ``args.build`` is off (``export_options``: see ensure_repository)."""
+    """Starts the supervisor (and, with ``gateway_address`` (host, port), the web gateway); builds the repository
+    first unless ``args.build`` is off (``export_options``: see ensure_repository). When a supervisor of the run
+    directory runs already: prints what it serves, and returns 1 when that differs from this request."""
     directory = Path(args.run_dir)
     state = running(directory)
     if state is None:
