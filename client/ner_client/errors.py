@@ -144,8 +144,9 @@ def peer_protocol(url: str, timeout: float) -> str | None:
 
 
 def wrong_port(url: str, protocol: str, timeout: float) -> ServerUnavailable | None:
-    """The error for a client that talks to the other protocol's port, or None if the port is not that: asked only
-    after a failure that looks like it (``looks_like_wrong_port``), whose own words do not say it."""
+    """The error for a client that talks to the other protocol's port, or None if the port is not that. Asked only
+    after a failure that could be it, whose own words do not say so: gRPC's closed socket (``looks_like_wrong_port``),
+    or an HTTP answer that does not parse."""
     speaks = peer_protocol(url, min(timeout, 2.0))
     if protocol == "grpc" and speaks == "HTTP/1.1":
         return ServerUnavailable(f"the server at grpc://{url} answers HTTP/1.1, not gRPC: this looks like Triton's "
