@@ -70,7 +70,7 @@ def rate_list(text) -> tuple[float, ...]:
     return rates
 
 
-TYPE_NAMES.update({kind_list: "list", rate_list: "comma list"})
+TYPE_NAMES.update({kind_list: "list", rate_list: "comma list"})  # how the option tables name them
 
 ROBUSTNESS_SETTINGS = SettingGroup("NER_EVAL_", (
     Setting("split", "dev", "MSRA split: dev (the last --dev-size training sentences, as training carves it) or test "

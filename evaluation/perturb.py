@@ -15,6 +15,7 @@ full-width and half-width forms, inside entities too, and ``traditional`` conver
 from __future__ import annotations
 
 import random
+import unicodedata
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -196,8 +197,6 @@ def _is_cjk(char: str) -> bool:
 def _glues(char: str) -> bool:
     """Whether the tokenizer would run this character into a word with a like neighbour (letters, digits, emoji,
     symbols: neither space, punctuation nor an ideograph)."""
-    import unicodedata
-
     if char.isspace() or _is_cjk(char):
         return False
     c = ord(char)

@@ -16,7 +16,8 @@ from ner_model.data import REPO_ROOT
 from ner_model.scoring import tags_from_spans
 from texts import expected_entities
 
-pytestmark = pytest.mark.unit
+# Each test names its lane: a module-wide marker would also select the server test under -m unit.
+unit = pytest.mark.unit
 
 
 def write_bio(path, sentences):
@@ -27,6 +28,7 @@ def write_bio(path, sentences):
             f.write("\n")
 
 
+@unit
 def test_the_fixture_has_at_least_150_well_formed_entities_of_every_type():
     fixture = load_fixture(FIXTURE)
     entities = [e for _, spans in fixture for e in spans]
@@ -42,6 +44,7 @@ def test_the_fixture_has_at_least_150_well_formed_entities_of_every_type():
             previous_end = end
 
 
+@unit
 def test_the_fixture_is_web_and_social_media_text():
     texts = "".join(text for text, _ in load_fixture(FIXTURE))
     assert "@" in texts and "#" in texts and "http" in texts and "\n" in texts
@@ -49,6 +52,7 @@ def test_the_fixture_is_web_and_social_media_text():
     assert "臺" in texts and "學" in texts  # Traditional characters
 
 
+@unit
 def test_dev_is_the_training_dev_split(tmp_path):
     from training.data import split_train_dev
 
@@ -61,6 +65,7 @@ def test_dev_is_the_training_dev_split(tmp_path):
     assert load_sentences("dev", tmp_path, dev_size=5, limit=2)[1] == dev[:2]
 
 
+@unit
 def test_rows_and_the_stray_count():
     sentences = [("张三在北京。", (("PER", 0, 2), ("LOC", 3, 5))), ("李四去了上海", (("PER", 0, 2), ("LOC", 4, 6)))]
     rows = build_rows(sentences, sentences[:1], ROBUSTNESS_KINDS, (0.05, 0.2), seed=3, join_size=2)
@@ -111,3 +116,16 @@ def test_the_command_scores_every_row_and_its_clean_row_is_the_evaluation_figure
         assert report["models"][model]["clean"]["per_type"] == reference["models"][model]["per_type"]
     assert report["models"]["ner"]["clean"]["overall"]["f1"] == 1.0
     assert "fixture" in result.stdout and "stray %" in result.stdout
+
+
+@unit
+def test_the_command_refuses_unknown_kinds_and_rates_outside_0_to_1(capsys):
+    from evaluation.cli import ROBUSTNESS_SETTINGS
+
+    args = ROBUSTNESS_SETTINGS.parse(["--kinds", "emoji traditional", "--rates", "0.1, 0.5"], prog="robustness",
+                                     environ={})
+    assert args.kinds == ("emoji", "traditional") and args.rates == (0.1, 0.5)
+    for argv, message in ((["--kinds", "emoji,typos"], "unknown kind typos"), (["--rates", "0.05,0"], "at most 1")):
+        with pytest.raises(SystemExit):
+            ROBUSTNESS_SETTINGS.parse(argv, prog="robustness", environ={})
+        assert message in capsys.readouterr().err
