@@ -28,6 +28,15 @@ MEMBER_SETTINGS_SET_BY_ENSEMBLE = ("output", "seed", "threads", "members", "memb
                                    "progress_lines")
 NOT_TRAINING_CONFIG = ("output", "data_dir", "progress", "progress_lines", "members_dir")
 LAC_GRU_LAYERS = 2
+LOSS_EVERY = 10  # training_log.json's "losses": the mean loss of each run of this many steps
+
+
+def cut_short_warning(step: int, total: int, max_minutes: float) -> str:
+    """What a step-based run stopped by --max-minutes before its schedule ended says, in the log and on the console:
+    its learning rate had not decayed, so it is another model than the command describes."""
+    return (f"--max-minutes {max_minutes:g} stopped training at step {step} of the {total} planned, before the "
+            f"learning-rate schedule ended: this model is not the one the command describes (raise --max-minutes, or "
+            f"lower --epochs/--max-steps)")
 
 
 def plain(args) -> dict:
@@ -192,8 +201,9 @@ def train_ensemble(args, t_start: float) -> int:
     # measured: two members of one thread each take 45 minutes for the full 12-epoch schedule on 2 cores
     need = 45.0 * max(1.0, args.members / max(1, args.threads)) * args.epochs / 12
     if need > minutes and not (args.train_limit or args.max_steps):
+        cut = "the time schedule will end theirs early" if args.time_schedule else "--max-minutes will stop them"
         print(f"warning: {args.members} members at once need about {need:.0f} minutes on {args.threads} threads; "
-              f"with {minutes:.0f} the time schedule will cut theirs short (raise --max-minutes)", flush=True)
+              f"with {minutes:.0f} {cut} (raise --max-minutes)", flush=True)
     print(f"ensemble of {args.members} members (seeds {', '.join(map(str, seeds))}), trained at once with {threads} "
           f"thread(s) each and {minutes:.1f} minutes at most, in {args.members_dir}", flush=True)
     E.train_members(lambda seed, directory: member_argv(args, seed, directory, threads, minutes), seeds, member_dirs,
@@ -212,11 +222,16 @@ def train_ensemble(args, t_start: float) -> int:
     log = {
         "args": plain(args),
         "members": [{"seed": s, "best": lg["best"], "evals": lg["evals"], "steps": lg["steps"],
-                     "stopped_by": lg["stopped_by"], "train_minutes": lg["train_minutes"]}
+                     "stopped_by": lg["stopped_by"], "train_minutes": lg["train_minutes"],
+                     **({"warning": lg["warning"]} if "warning" in lg else {})}
                     for s, lg in zip(seeds, member_logs)],
         "combined_dev_scores": scores,
         "train_minutes": round((time.time() - t_start) / 60, 2),
     }
+    warnings = [f"member seed {s}: {lg['warning']}" for s, lg in zip(seeds, member_logs) if "warning" in lg]
+    if warnings:
+        log["warning"] = "; ".join(warnings)
+        print(f"WARNING: {log['warning']}", flush=True)
     (out / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
     member_f1 = ", ".join(f"{lg['best']['f1']:.2f}" for lg in member_logs)
     print(f"done in {log['train_minutes']} min: members' dev F1 {member_f1}; ensemble dev F1 "
@@ -266,7 +281,8 @@ def train(args) -> int:
     log = {"args": plain(args), "evals": []}
     best = {"f1": -1.0}
     step, loss_sum, loss_n = 0, 0.0, 0
-    first_losses, last_losses, stopped = [], [], "steps"
+    first_losses, last_losses, losses, stopped = [], [], [], "steps"
+    window_sum = 0.0
     bar = None
     if args.progress:
         from tqdm import tqdm
@@ -347,6 +363,10 @@ def train(args) -> int:
             lv = float(loss.detach())
             loss_sum += lv
             loss_n += 1
+            window_sum += lv
+            if step % LOSS_EVERY == 0:
+                losses.append(window_sum / LOSS_EVERY)
+                window_sum = 0.0
             if len(first_losses) < 20:
                 first_losses.append(lv)
             last_losses.append(lv)
@@ -363,10 +383,15 @@ def train(args) -> int:
     if bar:
         bar.close()
     log["stopped_by"] = stopped
+    if stopped == "max-minutes" and not args.time_schedule:
+        log["warning"] = cut_short_warning(step, total, args.max_minutes)
+        print(f"WARNING: {log['warning']}", flush=True)
     log["final_lr_factor"] = round(f, 4) if step else None
     log["steps"] = step
     log["first_losses"] = first_losses
     log["last_losses"] = last_losses
+    log["losses_every"] = LOSS_EVERY
+    log["losses"] = losses
     log["train_minutes"] = round((time.time() - t_start) / 60, 2)
     (out / "training_log.json").write_text(json.dumps({**log, "best": best}, indent=2) + "\n")
     print(f"done: {step} steps in {log['train_minutes']} min; best dev F1 {best['f1']:.2f} at step {best.get('step')}; "
