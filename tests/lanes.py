@@ -3,8 +3,7 @@
 Every test is in exactly one lane: `unit` (pure code: no tritonserver, no training, no browser; the fast lane),
 `server` (starts tritonserver) or `browser` (drives headless Chromium against a server); a test outside those three
 is `slow` alone (training without a server). `slow` also goes on any test of the other two that takes more than about
-20 s by itself. A module's `pytestmark` is the default lane of its tests; a test marked with another lane itself is in
-that one. Collection fails when a test has no lane, two lanes, or a lane that its fixtures contradict (a `unit`
+20 s by itself. Collection fails when a test has no lane, two lanes, or a lane that its fixtures contradict (a `unit`
 test that asks for a served model, a browser fixture outside the `browser` lane), so that no test slips into the
 fast lane, or out of every lane, unnoticed.
 """
@@ -44,23 +43,11 @@ def lane_problem(lanes: list[str], slow: bool, fixtures: set[str]) -> str | None
     return None
 
 
-def closest_lanes(item) -> list[str]:
-    """The lanes marked on the test itself, else on its class, else on its module: a module's ``pytestmark`` is the
-    default of its tests, and a test marked otherwise (a pure check in a module of server tests) is in its own."""
-    node = item
-    while node is not None:
-        lanes = sorted({mark.name for mark in node.own_markers if mark.name in LANES})
-        if lanes:
-            return lanes
-        node = node.parent
-    return []
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     problems = []
     for item in items:
-        lanes = closest_lanes(item)
+        lanes = [lane for lane in LANES if item.get_closest_marker(lane)]
         problem = lane_problem(lanes, item.get_closest_marker("slow") is not None, set(item.fixturenames))
         if problem:
             problems.append(f"{item.nodeid} {problem}")

@@ -14,8 +14,6 @@ from export.repository import ENSEMBLES
 from serving.server import REPO_ROOT
 from test_model_configs import MODELS, parse_config, rewrite_repository
 
-pytestmark = pytest.mark.server
-
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 
@@ -78,6 +76,7 @@ def test_gateway_reaches_tritons_grpc_port_and_waits_for_it():
     assert "/healthz" in " ".join(webui["healthcheck"]["test"])
 
 
+@pytest.mark.server
 def test_mounted_repository_holds_every_model_in_native_form(native_repository):
     for name in MODELS:
         config = parse_config(native_repository / name / "config.pbtxt")

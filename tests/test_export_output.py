@@ -21,7 +21,6 @@ from export.repository import REPO_ROOT
 from export.synthetic import labels_for
 from ner_pipeline.tagging import chunk, parse_label
 
-pytestmark = pytest.mark.unit
 
 DEFAULT_MODEL = REPO_ROOT / "models" / "default"
 PRODUCTS = ["O", "B-PRODUCT", "I-PRODUCT", "B-BRAND", "I-BRAND"]
@@ -54,6 +53,7 @@ def export(checkpoint: Path, output: Path) -> subprocess.CompletedProcess:
 # ------------------------------------------------------------------------------------------- label sets
 
 
+@pytest.mark.unit
 def test_the_strict_chunker_cuts_a_span_whose_continuation_is_a_typo():
     """Why the typo must be refused: its entity would be served cut to its first character."""
     tags = [parse_label(label) for label in ["B-PRODUCT", "I-PRODUCTS", "I-PRODUCTS"]]
@@ -70,6 +70,7 @@ def test_the_strict_chunker_cuts_a_span_whose_continuation_is_a_typo():
     (["O", "B-PER", "M-PER", "E-PER", "S-PER", "M-LOC", "E-LOC", "S-LOC"], ["M-LOC has no B-LOC", "E-LOC has no B-LOC"]),
     (["O", "PER-B", "PER-I", "LOC-I"], ["LOC-I has no LOC-B"]),
 ])
+@pytest.mark.unit
 def test_tags_that_cannot_take_part_in_an_entity_are_refused_by_name(labels, problems):
     with pytest.raises(CheckpointError) as err:
         check_labels(labels, "config.json id2label")
@@ -88,10 +89,12 @@ def test_tags_that_cannot_take_part_in_an_entity_are_refused_by_name(labels, pro
     ["O", "B-PER", "I-PER", "L-PER", "U-PER"],  # BILOU
     *(labels_for(scheme) for scheme in ("BIO", "BIOES", "BMES")),
 ])
+@pytest.mark.unit
 def test_label_sets_that_chunk_are_accepted(labels):
     check_labels(labels, "config.json id2label")
 
 
+@pytest.mark.slow  # runs the exporter in a subprocess
 def test_the_exporter_refuses_a_label_typo_in_one_line(tmp_path):
     checkpoint = hugging_face_checkpoint(tmp_path / "checkpoint", ["O", "B-PRODUCT", "I-PRODUCTS", "B-BRAND",
                                                                     "I-BRAND"])
@@ -107,6 +110,7 @@ def test_the_exporter_refuses_a_label_typo_in_one_line(tmp_path):
 # ------------------------------------------------------------------------------------------- paths
 
 
+@pytest.mark.slow  # runs the exporter in a subprocess
 def test_a_missing_checkpoint_is_called_missing(tmp_path):
     with pytest.raises(CheckpointError, match=rf"^{re.escape(str(tmp_path / 'nowhere'))} does not exist$"):
         load_checkpoint(tmp_path / "nowhere")
@@ -129,6 +133,7 @@ HOLES_NOTE = ("vocab.txt repeats 53 tokens (e.g. '##s' on lines 8118 and 20925, 
               "of its last line")
 
 
+@pytest.mark.slow  # runs the exporter in a subprocess
 def test_an_export_of_a_hugging_face_checkpoint_says_what_it_did_and_nothing_else(tmp_path):
     """Beside vocab.txt, the tokenizer.json and tokenizer_config.json that BertTokenizer saves: the exporter uses
     vocab.txt with the config's options, and says so."""
@@ -146,6 +151,7 @@ def test_an_export_of_a_hugging_face_checkpoint_says_what_it_did_and_nothing_els
     assert report["tokenizer"]["source_reason"] == reason
 
 
+@pytest.mark.slow  # runs the exporter in a subprocess
 def test_an_export_of_the_default_model_prints_its_progress_only(tmp_path):
     """The project's own architecture (a GRU and attention layers) has tracer warnings of its own."""
     result = export(DEFAULT_MODEL, tmp_path / "repository")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lanes import closest_lanes, lane_problem
+from lanes import lane_problem
 
 pytestmark = pytest.mark.unit
 
@@ -30,17 +30,3 @@ def test_a_test_in_one_lane_that_fits_its_fixtures_passes(lanes, slow, fixtures)
 ])
 def test_a_test_without_a_lane_or_against_its_fixtures_is_refused(lanes, slow, fixtures, problem):
     assert problem in lane_problem(lanes, slow, fixtures)
-
-
-class Node:
-    def __init__(self, marks: list[str], parent=None):
-        self.own_markers = [getattr(pytest.mark, name).mark for name in marks]
-        self.parent = parent
-
-
-def test_a_test_marked_itself_leaves_its_modules_lane():
-    module = Node(["server"])
-    assert closest_lanes(Node(["parametrize"], Node([], module))) == ["server"]
-    assert closest_lanes(Node(["unit"], module)) == ["unit"]
-    assert closest_lanes(Node(["unit", "server"], module)) == ["server", "unit"]
-    assert closest_lanes(Node([], Node([]))) == []

@@ -28,8 +28,6 @@ import websockets  # noqa: F401  (requirements/webui.txt)
 from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
-pytestmark = pytest.mark.server
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -162,6 +160,7 @@ def strict_gateway(served, tmp_path_factory):
 
 # --------------------------------------------------------------------------------------------------- HTTP side
 
+@pytest.mark.server
 def test_serves_the_page_and_nothing_else(gateway):
     status, headers, body = http_get(gateway.url + "/")
     assert status == 200 and headers["content-type"].startswith("text/html")
@@ -180,6 +179,7 @@ def test_serves_the_page_and_nothing_else(gateway):
     assert status in (400, 404, 426)
 
 
+@pytest.mark.server
 def test_healthz_reports_triton_ready(gateway):
     status, headers, body = http_get(gateway.url + "/healthz")
     assert status == 200 and headers["content-type"] == "application/json"
@@ -189,6 +189,7 @@ def test_healthz_reports_triton_ready(gateway):
     assert health["models"]["ner_fp32"] == {"ready": True, "precision": "fp32"}
 
 
+@pytest.mark.server
 def test_foreign_host_header_refused(gateway):
     """A page on another name rebound to 127.0.0.1 (DNS rebinding) carries its own Host: refused."""
     conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=30)
@@ -200,6 +201,7 @@ def test_foreign_host_header_refused(gateway):
 
 # --------------------------------------------------------------------------------------------------- /ws protocol
 
+@pytest.mark.server
 def test_hello_lists_the_served_models_and_limits(served, gateway):
     with connect(gateway.ws_url, origin=gateway.origin) as ws:
         hello = receive(ws)
@@ -215,6 +217,7 @@ def test_hello_lists_the_served_models_and_limits(served, gateway):
 
 @pytest.mark.parametrize("model,served_as", [("ner", "ner"), ("ner_fp32", "ner_fp32"), ("int8", "ner"),
                                              ("fp32", "ner_fp32"), (None, "ner")])
+@pytest.mark.server
 def test_answers_equal_the_servers(served, gateway, model, served_as):
     texts = AWKWARD_TEXTS + ["   \t\n "]
     direct = infer(served, "http", texts, served_as)
@@ -232,6 +235,7 @@ def test_answers_equal_the_servers(served, gateway, model, served_as):
         assert ask(ws, 0, "", model) == {"id": 0, "entities": [], "latency_ms": 0.0, "model": served_as}
 
 
+@pytest.mark.server
 def test_pipelined_requests_each_answered_once_under_its_id(gateway):
     texts = [f"第{i}个：张三在北京。" if i % 2 else f"{i}号李四去了上海的联合国" for i in range(6)]
     ids = [7, "seven", 7.5, -3, "😀", "x" * 128]
@@ -246,6 +250,7 @@ def test_pipelined_requests_each_answered_once_under_its_id(gateway):
         assert triples(by_id[json.dumps(request_id)]["entities"]) == expected_entities(text)
 
 
+@pytest.mark.server
 def test_bad_messages_get_errors_and_the_connection_stays(gateway):
     cases = [
         ("{not json", None, "bad_json"),
@@ -279,6 +284,7 @@ def test_bad_messages_get_errors_and_the_connection_stays(gateway):
         assert triples(ask(ws, 11, "张三在北京")["entities"]) == [("PER", 0, 2), ("LOC", 3, 5)]
 
 
+@pytest.mark.server
 def test_limits_oversize_and_long_texts(strict_gateway):
     with connect(strict_gateway.ws_url, origin=strict_gateway.origin) as ws:
         hello = receive(ws)
@@ -299,6 +305,7 @@ def test_limits_oversize_and_long_texts(strict_gateway):
         assert triples(ask(ws, 81, "李四在上海")["entities"]) == [("PER", 0, 2), ("LOC", 3, 5)]
 
 
+@pytest.mark.server
 def test_pending_requests_per_connection_are_bounded(strict_gateway):
     """Six requests sent at once, two allowed in flight: the frames reach the gateway long before Triton answers the
     first (distinct texts: none comes from the response cache), so some are refused."""
@@ -314,6 +321,7 @@ def test_pending_requests_per_connection_are_bounded(strict_gateway):
     assert busy and all("max_pending" in r["error"] for r in busy)
 
 
+@pytest.mark.server
 def test_hostile_origin_refused(gateway, strict_gateway):
     for origin in ("http://evil.example", f"http://evil.example:{gateway.port}", "null", "file://",
                    f"http://127.0.0.1:{gateway.port + 1}", f"https://127.0.0.1:{gateway.port}.evil.example"):
@@ -332,6 +340,7 @@ def test_hostile_origin_refused(gateway, strict_gateway):
         connect(strict_gateway.ws_url, origin="https://ner.example.com.evil.example", open_timeout=30)
 
 
+@pytest.mark.server
 def test_connection_limit(strict_gateway):
     with contextlib.ExitStack() as stack:
         open_ones = [stack.enter_context(connect(strict_gateway.ws_url, origin=strict_gateway.origin))
@@ -353,6 +362,7 @@ def test_connection_limit(strict_gateway):
         assert receive(ws)["type"] == "hello"
 
 
+@pytest.mark.server
 def test_many_concurrent_connections(gateway):
     from websockets.asyncio.client import connect as aconnect
 
@@ -384,6 +394,7 @@ def test_many_concurrent_connections(gateway):
             assert triples(answer["entities"]) == expected_entities(text), text
 
 
+@pytest.mark.server
 def test_closed_websocket_cancels_its_pending_requests(served, gateway):
     long_text = "张三在北京的清华大学读书，李四去了上海。" * 1000  # 20,000 characters: takes a while on the CPU
     with connect(gateway.ws_url, origin=gateway.origin) as ws:
@@ -403,6 +414,7 @@ def test_closed_websocket_cancels_its_pending_requests(served, gateway):
         assert triples(ask(ws, 1, "王小明在长江边")["entities"]) == [("PER", 0, 3), ("LOC", 4, 6)]
 
 
+@pytest.mark.server
 def test_triton_restart_while_a_connection_is_open(served, tmp_path):
     """Our own tritonserver (never the shared one) is stopped and started on the same ports under an open
     WebSocket: the page is told, gets clear errors meanwhile, and the next request succeeds once Triton is back."""
