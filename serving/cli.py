@@ -39,7 +39,8 @@ SETTINGS = SettingGroup("NER_SERVE_", (
             "(--no-build: serve the repository as it is)", type=boolean),
     Setting("export_args", (), "extra flags for python -m export, as one shell-quoted string", type=shell_words,
             shown="none"),
-    Setting("host", "127.0.0.1", "address Triton binds"),
+    Setting("host", "127.0.0.1", "address Triton binds; a non-loopback one (or the gateway's) builds the repository "
+            "without Triton's response cache unless --export-args asks for --response-cache"),
     Setting("http_port", 8000, "Triton's HTTP port", type=positive_int),
     Setting("grpc_port", 8001, "Triton's gRPC port", type=positive_int),
     Setting("metrics_port", 8002, "Triton's metrics port", type=positive_int),
@@ -79,6 +80,15 @@ def export_options(export_args: tuple[str, ...]) -> dict[str, str]:
     return {name: str(value) for name, value in sorted(vars(values).items())}
 
 
+def export_args_for(export_args: tuple[str, ...], hosts: tuple[str, ...]) -> tuple[str, ...]:
+    """The export's flags for up: Triton's response cache off when Triton or the gateway listens beyond loopback,
+    where strangers' text can reach it (its key is a 64-bit non-cryptographic hash of the inputs, not compared on a
+    hit: docs/operations.md, Security); a --response-cache in --export-args still turns it on (flags later win)."""
+    from webui.settings import is_loopback
+
+    return tuple(export_args) if all(is_loopback(host) for host in hosts) else ("--no-response-cache", *export_args)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -93,8 +103,9 @@ def main(argv=None) -> int:
 
         return supervise_main(args.spec)
     if args.command == "up":
-        return control.up(args, gateway_address() if args.gateway else None,
-                          export_options(args.export_args) if args.build else {})
+        gateway = gateway_address() if args.gateway else None
+        args.export_args = export_args_for(args.export_args, (args.host, *([gateway[0]] if gateway else [])))
+        return control.up(args, gateway, export_options(args.export_args) if args.build else {})
     if args.command == "down":
         return control.down(Path(args.run_dir))
     return control.status(Path(args.run_dir), args.json)

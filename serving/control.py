@@ -28,7 +28,9 @@ from .supervisor import SupervisorSpec
 
 TRAINED_DEFAULT = REPO_ROOT / "models" / "default"
 TINY_DEFAULT = REPO_ROOT / "build" / "checkpoints" / "tiny-crf"
-BUILD_INPUTS = ("export", "ner_pipeline", "ner_model", "model_repository")
+# Everything that shapes the exported graph and its configs (the code the export imports) and the pinned versions
+# of what builds and runs it.
+BUILD_INPUTS = ("export", "ner_pipeline", "ner_model", "model_repository", "requirements")
 STATE_FILE = "triton.json"
 BUILD_RECORD = ".fingerprint"
 DEFAULT_RUN_DIR = REPO_ROOT / ".run"

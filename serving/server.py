@@ -30,7 +30,8 @@ class ServerConfig:
     layout_root: Path = REPO_ROOT / ".triton"
     extra_args: list[str] = field(default_factory=list)
     # The model-repository API (index, load, unload) and the shared-memory API (registering /dev/shm regions) answer
-    # only requests carrying a key drawn at random for each start and kept nowhere: no client of ours uses them.
+    # only requests carrying a key drawn at random for each start: no client of ours uses them. Triton takes it on
+    # its command line only, readable in /proc by local users: it keeps remote callers out.
     restrict_admin_apis: bool = True
 
 

@@ -46,19 +46,26 @@ def test_only_the_gateway_is_published():
     assert set(SERVICES) == {"triton", "webui"}
     assert "ports" not in SERVICES["triton"]
     assert [p.split(":")[-1] for p in SERVICES["webui"]["ports"]] == [flag(SERVICES["webui"]["command"], "--port")]
+    # On the host's loopback only, and the gateway (bound to every interface in its container) checks Host names.
+    assert SERVICES["webui"]["ports"] == [f"127.0.0.1:{flag(SERVICES['webui']['command'], '--port')}:8080"]
+    from webui.cli import parse_args
+
+    settings = parse_args(SERVICES["webui"]["command"], environ={})
+    assert settings.host == "0.0.0.0" and set(settings.effective_allowed_hosts()) == {"localhost", "127.0.0.1"}
 
 
 @pytest.mark.unit
-def test_triton_mounts_the_native_repository_read_only_with_cache_and_no_model_control():
+def test_triton_mounts_the_native_repository_read_only_without_cache_and_no_model_control():
     (volume,) = SERVICES["triton"]["volumes"]
     source, target, mode = volume.split(":")
     command = SERVICES["triton"]["command"]
     assert mode == "ro" and flag(command, "--model-repository") == target
     assert source == "./build/model_repository_onnxruntime"
-    assert "--encoder-backend onnxruntime --output build/model_repository_onnxruntime" in (
-        REPO_ROOT / "docker-compose.yml").read_text()
+    assert "--encoder-backend onnxruntime --no-response-cache" in (REPO_ROOT / "docker-compose.yml").read_text()
+    assert "--output build/model_repository_onnxruntime" in (REPO_ROOT / "docker-compose.yml").read_text()
     assert flag(command, "--model-control-mode") == "none"
-    assert flag(command, "--cache-config").startswith("local,size=")
+    # The gateway hands strangers' text to Triton: no response cache (a 64-bit key, no input comparison on a hit).
+    assert not any(arg.startswith("--cache-config") for arg in command)
 
 
 @pytest.mark.unit

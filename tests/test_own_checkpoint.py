@@ -107,6 +107,47 @@ def test_a_second_up_is_compared_with_what_runs():
         "127.0.0.1:8080)", "export option opset 18 (running: 17)"]
 
 
+@pytest.mark.unit
+def test_the_build_fingerprint_covers_the_graphs_code_and_the_pins(tmp_path, monkeypatch):
+    # Every package of this repository that the export's code imports is one of the fingerprint's inputs.
+    local = {p.name for p in REPO_ROOT.iterdir() if (p / "__init__.py").exists()}
+    imported = set()
+    for folder in control.BUILD_INPUTS:
+        for source in (REPO_ROOT / folder).rglob("*.py"):
+            imported |= set(re.findall(r"^\s*(?:from|import) (\w+)", source.read_text(), re.M)) & local
+    assert imported <= set(control.BUILD_INPUTS) and {"ner_model", "requirements"} <= set(control.BUILD_INPUTS)
+    # A copy of the tree's inputs, changed one file at a time: a pin, then the model code.
+    root = tmp_path / "root"
+    for folder in control.BUILD_INPUTS:
+        (root / folder).mkdir(parents=True)
+    (root / "requirements" / "serve.txt").write_text("onnxruntime==1.31.1\n")
+    (root / "ner_model" / "model.py").write_text("HIDDEN = 768\n")
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text("{}")
+    monkeypatch.setattr(control, "REPO_ROOT", root)
+    before = control.build_fingerprint(checkpoint, {"opset": "17"})
+    assert control.build_fingerprint(checkpoint, {"opset": "17"}) == before
+    (root / "requirements" / "serve.txt").write_text("onnxruntime==1.31.2\n")
+    pinned = control.build_fingerprint(checkpoint, {"opset": "17"})
+    (root / "ner_model" / "model.py").write_text("HIDDEN = 1024\n")
+    assert len({before, pinned, control.build_fingerprint(checkpoint, {"opset": "17"})}) == 3
+
+
+@pytest.mark.unit
+def test_up_turns_the_response_cache_off_where_strangers_can_reach_it():
+    from serving.cli import export_args_for
+
+    assert export_args_for(("--opset", "18"), ("127.0.0.1", "127.0.0.1")) == ("--opset", "18")
+    assert export_args_for((), ("localhost", "::1")) == ()
+    for hosts in [("0.0.0.0", "127.0.0.1"), ("127.0.0.1", "0.0.0.0"), ("192.168.1.5",), ("::",)]:
+        args = export_args_for(("--opset", "18"), hosts)
+        assert args == ("--no-response-cache", "--opset", "18"), hosts
+        assert export_options(args)["response_cache"] == "False"
+    # A trusted deployment asks for it explicitly.
+    assert export_options(export_args_for(("--response-cache",), ("0.0.0.0",)))["response_cache"] == "True"
+
+
 @pytest.mark.slow
 def test_a_repository_another_export_overwrote_is_rebuilt(checkpoints, tmp_path):
     """Built from A by up, overwritten by `python -m export B --output` into the same folder: up rebuilds it from A."""

@@ -468,3 +468,22 @@ def test_every_setting_has_a_flag_an_env_var_and_a_line_in_the_readme():
     assert (settings.port, settings.models, settings.triton_protocol, settings.max_pending) == (
         9999, ("ner_fp32",), "http", 3)
     assert Settings().host == "127.0.0.1" and Settings().effective_allowed_hosts()[:3] == ("127.0.0.1", "localhost", "::1")
+
+
+@pytest.mark.unit
+def test_a_public_bind_needs_allowed_hosts_and_keeps_the_host_check():
+    from webui.gateway import Settings, host_allowed
+
+    # Refused in one line with a non-zero exit, before anything binds.
+    done = subprocess.run([sys.executable, "-m", "webui", "--host", "0.0.0.0"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, env={k: v for k, v in os.environ.items() if not k.startswith("NER_WEBUI_")},
+                          timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "--allowed-hosts" in done.stderr and "0.0.0.0" in done.stderr
+    with pytest.raises(ValueError, match="allowed-hosts"):
+        Settings(host="0.0.0.0", allowed_hosts=("*",))
+    settings = Settings(host="0.0.0.0", allowed_hosts=("Localhost", "127.0.0.1"))
+    allowed = settings.effective_allowed_hosts()
+    assert host_allowed("localhost:8080", allowed) and host_allowed("127.0.0.1:8080", allowed)
+    assert not host_allowed("rebind.example.com:8080", allowed) and not host_allowed(None, allowed)
+    assert Settings(host="::1").effective_allowed_hosts() == ("127.0.0.1", "localhost", "::1", "::1")

@@ -18,8 +18,8 @@ def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | N
     args = parser.parse_args(argv)
     try:
         return Settings(**vars(args))
-    except ValueError as err:  # settings that disagree (a URL's scheme and --triton-protocol)
-        parser.error(str(err))
+    except ValueError as err:  # settings that disagree (a URL's scheme and --triton-protocol, a bare public bind)
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import ipaddress
 import json
 import logging
 import math
@@ -38,7 +37,7 @@ import ner_client
 from ner_client import InputRejected, ModelNotReady, NerError, RequestTimeout, ServerUnavailable
 from ner_client._core import MODEL_FOR_PRECISION, resolve_target
 
-from .settings import SETTINGS
+from .settings import SETTINGS, is_loopback
 
 log = logging.getLogger("webui")
 
@@ -64,6 +63,13 @@ class Settings(make_dataclass("SettingValues", [(s.name, Any, field(default=s.de
         object.__setattr__(self, "triton_protocol", target.protocol)
         object.__setattr__(self, "models", tuple(MODEL_FOR_PRECISION.get(m.lower(), m) for m in self.models))
         object.__setattr__(self, "allowed_origins", tuple(o.rstrip("/").lower() for o in self.allowed_origins))
+        # Off loopback a DNS-rebinding page reaches the gateway under a name of its own: only names given on purpose
+        # may pass the Host check, and the check cannot be switched off.
+        if not is_loopback(self.host) and not self.allowed_hosts:
+            raise ValueError(f"--host {self.host} is not a loopback address: name the Host header values to accept "
+                             "with --allowed-hosts (NER_WEBUI_ALLOWED_HOSTS), e.g. ner.example.com")
+        if self.allowed_hosts is not None and "*" in self.allowed_hosts:
+            raise ValueError("--allowed-hosts takes host names, not '*': the Host check guards against DNS rebinding")
 
     @property
     def default_model(self) -> str:
@@ -76,17 +82,7 @@ class Settings(make_dataclass("SettingValues", [(s.name, Any, field(default=s.de
     def effective_allowed_hosts(self) -> tuple[str, ...]:
         if self.allowed_hosts is not None:
             return tuple(h.lower().strip("[]") for h in self.allowed_hosts)
-        return (*LOOPBACK_NAMES, self.host.lower().strip("[]")) if is_loopback(self.host) else ("*",)
-
-
-def is_loopback(host: str) -> bool:
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        return (*LOOPBACK_NAMES, self.host.lower().strip("[]"))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -381,8 +377,6 @@ def origin_allowed(origin: str | None, host: str | None, settings: Settings) -> 
 
 
 def host_allowed(host_header: str | None, allowed: tuple[str, ...]) -> bool:
-    if "*" in allowed:
-        return True
     if not host_header:
         return False
     host = host_header.strip().lower()

@@ -6,6 +6,7 @@ Cheap to import (no web framework): ``python -m serving up`` reads the gateway's
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import replace
 
 from ner_client.settings import (
@@ -24,9 +25,9 @@ SETTINGS = SettingGroup("NER_WEBUI_", (
     Setting("allowed_origins", (), "WebSocket Origins accepted besides the gateway's own host, comma-separated "
             "(e.g. https://ner.example.com); * accepts any", type=comma_list, metavar="LIST",
             shown="none: the gateway's own host only"),
-    Setting("allowed_hosts", None, "Host header names accepted, comma-separated; default: the loopback names when "
-            "bound to loopback, else any (guards against DNS rebinding)", type=comma_list, metavar="LIST",
-            shown="127.0.0.1,localhost,::1 (+ --host) on loopback, else *"),
+    Setting("allowed_hosts", None, "Host header names accepted, comma-separated (guards against DNS rebinding); "
+            "required when --host is not a loopback address", type=comma_list, metavar="LIST",
+            shown="127.0.0.1,localhost,::1 (+ --host) on loopback"),
     Setting("max_message_bytes", 1024 * 1024, "largest WebSocket message accepted, in UTF-8 bytes; a larger one "
             "gets an error", type=positive_int, metavar="BYTES"),
     Setting("max_text_chars", 100_000, "longest text accepted, in code points (the served model's own "
@@ -42,3 +43,14 @@ SETTINGS = SettingGroup("NER_WEBUI_", (
             "messages)", type=float, metavar="SECONDS"),
     Setting("log_level", "info", "uvicorn's log level", choices=LOG_LEVELS, metavar="LEVEL"),
 ), title="webui")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether an address to bind reaches this machine only (a wildcard such as 0.0.0.0 does not)."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
