@@ -20,13 +20,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ner_client.settings import (TRITON_PROTOCOL, TRITON_URL, TYPE_NAMES, Setting, SettingGroup, comma_list,
+from ner_client.settings import (TRITON_PROTOCOL, TRITON_URL, Setting, SettingGroup, comma_list, named_type,
                                  non_negative_int, positive_int, word_list)
 from ner_model.data import DATA_DIR
 
 BIO_FILE = Setting("file", None, "BIO file, char<TAB>tag per line", type=Path, shown="msra/test.bio of --data-dir")
 REPOSITORY = Setting("repository", Path("build/model_repository"), "model repository (as the exporter wrote it)",
                      type=Path, env="NER_MODEL_REPOSITORY")
+IN_PROCESS = Setting("in_process", None, "model repository to also run in process, FP32", type=Path)
+BATCH_SIZE = Setting("batch_size", 16, "texts per request", type=positive_int)
 
 SETTINGS = SettingGroup("NER_EVAL_", (
     BIO_FILE,
@@ -36,8 +38,8 @@ SETTINGS = SettingGroup("NER_EVAL_", (
     Setting("models", ("ner", "ner_fp32"), "ensembles to score", type=word_list),
     Setting("limit", 0, "score only this many sentences (0: all)", type=non_negative_int),
     Setting("offset", 0, "skip this many sentences first", type=non_negative_int),
-    Setting("batch_size", 16, "texts per request", type=positive_int),
-    Setting("in_process", None, "model repository to also run in process, FP32", type=Path),
+    BATCH_SIZE,
+    IN_PROCESS,
     Setting("output", Path("build/evaluation/report.json"), "JSON report", type=Path),
 ), "evaluation")
 
@@ -54,6 +56,7 @@ FIXTURE = Path(__file__).resolve().parent / "fixtures" / "social.jsonl"
 ROBUSTNESS_KINDS = ("emoji", "rare", "latin", "width", "space", "joined", "traditional")
 
 
+@named_type("list")
 def kind_list(text) -> tuple[str, ...]:
     kinds = word_list(text)
     unknown = [k for k in kinds if k not in ROBUSTNESS_KINDS]
@@ -62,6 +65,7 @@ def kind_list(text) -> tuple[str, ...]:
     return kinds
 
 
+@named_type("comma list")
 def rate_list(text) -> tuple[float, ...]:
     """Comma-separated shares of gaps, each more than 0 and at most 1."""
     rates = tuple(float(r) for r in comma_list(text)) if isinstance(text, str) else tuple(text)
@@ -69,8 +73,6 @@ def rate_list(text) -> tuple[float, ...]:
         raise ValueError(f"rates are shares of gaps, more than 0 and at most 1, not {text}")
     return rates
 
-
-TYPE_NAMES.update({kind_list: "list", rate_list: "comma list"})  # how the option tables name them
 
 ROBUSTNESS_SETTINGS = SettingGroup("NER_EVAL_", (
     Setting("split", "dev", "MSRA split: dev (the last --dev-size training sentences, as training carves it) or test "
@@ -88,8 +90,8 @@ ROBUSTNESS_SETTINGS = SettingGroup("NER_EVAL_", (
     Setting("join_size", 4, "sentences per text of the joined kind", type=positive_int),
     Setting("fixture", FIXTURE, "hand-written web and social-media texts (JSON lines); empty: none", type=Path,
             shown="evaluation/fixtures/social.jsonl"),
-    Setting("batch_size", 16, "texts per request", type=positive_int),
-    Setting("in_process", None, "model repository to also run in process, FP32", type=Path),
+    BATCH_SIZE,
+    IN_PROCESS,
     Setting("output", Path("build/evaluation/robustness.json"), "JSON report", type=Path,
             env="NER_EVAL_ROBUSTNESS_OUTPUT"),
 ), "robustness")

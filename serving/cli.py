@@ -1,8 +1,8 @@
 """python -m serving up|down|status — the local Triton server for the default model, and the web gateway.
 
 up: builds the model repository unless it holds the export of this checkpoint (the same checkpoint files, export
-options and code, and its own files unchanged since), starts a supervisor that runs tritonserver and then the web gateway (python -m webui)
-and restarts them when they fail, waits until both are ready and prints how to call them and the command that stops
+options and code, and its own files unchanged since), starts a supervisor that runs tritonserver and then the web
+gateway (python -m webui) and restarts them when they fail, waits until both are ready and prints how to call them and the command that stops
 them. With a server already running in its run directory, up prints what runs there and exits 1 when it was asked
 for something else. down: stops all of it. status: is it ready, how many restarts there were. Each takes --run-dir.
 

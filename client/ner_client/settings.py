@@ -94,6 +94,20 @@ TYPE_NAMES: dict[Callable, str] = {
 }
 
 
+def named_type(name: str) -> Callable[[Callable], Callable]:
+    """Names a component's own value parser in the option tables (``@named_type("list")``)."""
+
+    def mark(parse: Callable) -> Callable:
+        parse.type_name = name
+        return parse
+
+    return mark
+
+
+def type_name(parse: Callable) -> str:
+    return TYPE_NAMES.get(parse) or getattr(parse, "type_name", "text")
+
+
 @dataclass(frozen=True)
 class Setting:
     """One option of a command.
@@ -150,7 +164,7 @@ class Setting:
             except ValueError as err:
                 raise argparse.ArgumentTypeError(str(err)) from err
 
-        convert.__name__ = TYPE_NAMES.get(self.type, "value")
+        convert.__name__ = type_name(self.type)
         return convert
 
 
@@ -279,7 +293,7 @@ class SettingGroup:
         for s in self.settings:
             flag = s.name.upper() if s.positional else ", ".join(s.flags + ((f"--no-{s.flag[2:]}",) if s.type is boolean
                                                                              else ()))
-            kind = "one of " + ", ".join(map(str, s.choices)) if s.choices else TYPE_NAMES.get(s.type, "text")
+            kind = "one of " + ", ".join(map(str, s.choices)) if s.choices else type_name(s.type)
             cell = s.help.replace("|", "\\|").replace("\n", " ")
             rows.append(f"| `{flag}` | `{self.env_name(s)}` | {kind} | `{s.default_text()}` | {cell} |")
         return "\n".join(rows) + "\n"
