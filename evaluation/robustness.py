@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from ner_model.perturb import Perturbed, Span
 from ner_model.scoring import score, spans_from_tags
 
 from . import perturb as P
@@ -19,7 +20,7 @@ from . import perturb as P
 CLEAN, FIXTURE_ROW = "clean", "fixture"
 
 
-def load_fixture(path: Path) -> list[tuple[str, tuple[P.Span, ...]]]:
+def load_fixture(path: Path) -> list[tuple[str, tuple[Span, ...]]]:
     """The fixture's texts and their entities, one JSON object a line: {"text", "entities": [{"type", "start",
     "end"}]}, offsets in code points."""
     items = []
@@ -31,7 +32,7 @@ def load_fixture(path: Path) -> list[tuple[str, tuple[P.Span, ...]]]:
 
 
 def load_sentences(split: str, data_dir: Path | None = None, dev_size: int = 3000, file: Path | None = None,
-                   limit: int = 0) -> tuple[str, list[tuple[str, tuple[P.Span, ...]]]]:
+                   limit: int = 0) -> tuple[str, list[tuple[str, tuple[Span, ...]]]]:
     """(where they come from, the sentences as (text, gold spans)): ``file`` if given, else MSRA test, or dev carved
     from MSRA train as training carves it."""
     from ner_model.data import msra_file, read_bio
@@ -56,10 +57,10 @@ def row_name(kind: str, rate: float | None = None) -> str:
 
 
 def build_rows(sentences, fixture, kinds: Sequence[str], rates: Sequence[float], seed: int,
-               join_size: int = 4) -> dict[str, list[P.Perturbed]]:
+               join_size: int = 4) -> dict[str, list[Perturbed]]:
     """Every row's texts: clean, each kind at each rate (``joined`` also at no rate, ``traditional`` only so), the
     fixture."""
-    rows = {CLEAN: [P.Perturbed(text, spans) for text, spans in sentences]}
+    rows = {CLEAN: [Perturbed(text, spans) for text, spans in sentences]}
     for kind in kinds:
         if kind == "traditional":
             import opencc
@@ -71,11 +72,11 @@ def build_rows(sentences, fixture, kinds: Sequence[str], rates: Sequence[float],
         for rate in rates:
             rows[row_name(kind, rate)] = P.corpus(sentences, kind, rate, seed, join_size)
     if fixture:
-        rows[FIXTURE_ROW] = [P.Perturbed(text, spans) for text, spans in fixture]
+        rows[FIXTURE_ROW] = [Perturbed(text, spans) for text, spans in fixture]
     return rows
 
 
-def score_row(texts: list[P.Perturbed], entities_per_text: list[list[dict]]) -> dict:
+def score_row(texts: list[Perturbed], entities_per_text: list[list[dict]]) -> dict:
     """F1 overall and per type, and how many predicted entities are stray (``perturb.stray``)."""
     gold = {(i, t, s, e) for i, p in enumerate(texts) for t, s, e in p.spans}
     predicted = {(i, e["type"], e["start"], e["end"]) for i, entities in enumerate(entities_per_text)

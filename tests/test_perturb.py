@@ -1,5 +1,6 @@
-"""The robustness benchmark's perturbations: gold offsets move exactly, no piece lands inside an entity, the rate is
-the share of free gaps that get a piece, and the same seed gives the same corpus."""
+"""The perturbations of ner_model.perturb (training's noise augmentation and the robustness benchmark share them) and
+the benchmark's corpora: gold offsets move exactly, no piece lands inside an entity, the rate is the share of free
+gaps that get a piece, and the same seed gives the same corpus."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import random
 
 import pytest
 
-from evaluation import perturb as P
+from evaluation import perturb as B
+from ner_model import perturb as P
 
 pytestmark = pytest.mark.unit
 
@@ -79,11 +81,11 @@ def test_a_piece_that_would_run_into_a_word_is_set_off_by_a_space():
 @pytest.mark.parametrize("kind", ("emoji", "latin", "width", "joined"))
 def test_the_same_seed_gives_the_same_corpus_and_another_seed_another(kind):
     sentences = SENTENCES[:20]
-    first = P.corpus(sentences, kind, 0.2, seed=7)
-    assert first == P.corpus(sentences, kind, 0.2, seed=7)
-    assert first != P.corpus(sentences, kind, 0.2, seed=8)
+    first = B.corpus(sentences, kind, 0.2, seed=7)
+    assert first == B.corpus(sentences, kind, 0.2, seed=7)
+    assert first != B.corpus(sentences, kind, 0.2, seed=8)
     # A shorter run (--limit) perturbs its sentences as the longer one does.
-    prefix = P.corpus(sentences[:8], kind, 0.2, seed=7)
+    prefix = B.corpus(sentences[:8], kind, 0.2, seed=7)
     assert prefix == first[:len(prefix)]
 
 
@@ -103,13 +105,13 @@ def test_rare_pieces_are_mostly_cjk_extension_b():
 
 def test_joined_texts_keep_every_entity_and_their_seams():
     sentences = SENTENCES[:10]
-    joined = P.corpus(sentences, "joined", 0.0, seed=1, join_size=4)
+    joined = B.corpus(sentences, "joined", 0.0, seed=1, join_size=4)
     assert [j.text for j in joined] == ["".join(t for t, _ in sentences[k:k + 4]) for k in range(0, 10, 4)]
     assert [len(j.seams) for j in joined] == [3, 3, 1]
     assert joined[0].seams[0] == len(sentences[0][0])
     for j, k in zip(joined, range(0, 10, 4)):
         assert entity_texts(j.text, j.spans) == [t[s:e] for t, spans in sentences[k:k + 4] for _, s, e in spans]
-    noisy = P.corpus(sentences, "joined", 0.5, seed=1, join_size=4)
+    noisy = B.corpus(sentences, "joined", 0.5, seed=1, join_size=4)
     for j, k in zip(noisy, range(0, 10, 4)):
         assert entity_texts(j.text, j.spans) == [t[s:e] for t, spans in sentences[k:k + 4] for _, s, e in spans]
         # The seam still separates the sentences: the text before it ends with the first sentence.
@@ -127,15 +129,15 @@ def test_traditional_keeps_offsets_and_falls_back_to_single_characters_when_a_ph
 def test_traditional_through_opencc_converts_msra_style_text():
     import opencc
 
-    out = P.corpus([SENTENCES[0]], "traditional", 0.0, seed=1, convert=opencc.OpenCC("s2t").convert)[0]
+    out = B.corpus([SENTENCES[0]], "traditional", 0.0, seed=1, convert=opencc.OpenCC("s2t").convert)[0]
     assert entity_texts(out.text, out.spans) == ["張三", "北京", "清華大學", "李四", "上海"]
 
 
 def test_a_prediction_is_stray_when_it_holds_a_piece_a_sentence_end_a_line_break_or_a_seam():
     out = P.Perturbed("张三😀李四。王五\n赵六", (), inserted=((2, 3),), seams=(6,))
-    assert P.stray((0, 3), out) and P.stray((2, 5), out)  # holds the emoji
-    assert not P.stray((0, 2), out) and not P.stray((3, 5), out)
-    assert P.stray((3, 6), out)  # holds 。
-    assert P.stray((6, 11), out)  # holds the line break
-    assert P.stray((5, 8), out)  # crosses the seam
-    assert not P.stray((6, 8), out)
+    assert B.stray((0, 3), out) and B.stray((2, 5), out)  # holds the emoji
+    assert not B.stray((0, 2), out) and not B.stray((3, 5), out)
+    assert B.stray((3, 6), out)  # holds 。
+    assert B.stray((6, 11), out)  # holds the line break
+    assert B.stray((5, 8), out)  # crosses the seam
+    assert not B.stray((6, 8), out)
