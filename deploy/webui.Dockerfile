@@ -1,5 +1,6 @@
-# The web UI's WebSocket gateway: the static page, /ws and /healthz. It holds no model; it calls Triton.
-FROM python:3.11-slim
+# The web UI's WebSocket gateway for the native option (deploy/compose.native.yml): the static page, /ws and /healthz.
+# It holds no model; it calls Triton.
+FROM python:3.11-slim-bookworm
 
 WORKDIR /app
 COPY requirements/webui.txt requirements/webui.txt
