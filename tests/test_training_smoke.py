@@ -321,10 +321,27 @@ def test_token_dropout_hides_only_real_tokens_at_its_rate():
     assert mask_tokens(ids, mask, 0.0, torch.Generator().manual_seed(5)) is ids
 
 
+def test_noise_augmentation_trains_with_every_kind(small_data_dir, tmp_path):
+    """``--noise-share``: a short run perturbs chunks of its batches with every kind of --noise-kinds, learns, scores
+    dev and saves the options in the checkpoint's training config."""
+    from training.cli import NOISE_KINDS, main
+
+    out = tmp_path / "noise"
+    assert main(_small_run(out, small_data_dir, "--noise-share", "0.5", "--max-steps", "30", "--eval-every", "15",
+                           "--lexicon", "none")) == 0
+    log = json.loads((out / "training_log.json").read_text())
+    assert log["steps"] == 30 and [e["step"] for e in log["evals"]] == [15, 30]
+    assert set(log["noise_texts"]) == set(NOISE_KINDS) and sum(log["noise_texts"].values()) > 100
+    first, last = np.mean(log["first_losses"][:5]), np.mean(log["last_losses"][-5:])
+    assert last < 0.8 * first, (first, last)
+    training = json.loads((out / "config.json").read_text())["training"]
+    assert training["noise_share"] == 0.5 and training["noise_kinds"] == list(NOISE_KINDS)
+
+
 def test_same_seed_and_threads_give_the_same_curves_and_another_seed_does_not(small_data_dir, tmp_path):
     """The recipe is step-based and seeded: two runs with one seed and one --threads log bit-identical losses and dev
     scores at every evaluation, and save equal weights, with every random source on (dropout, token dropout, mention
-    replacement, data order); a run with another seed logs another loss curve. One thread, as each member of the
+    replacement, noise, data order); a run with another seed logs another loss curve. One thread, as each member of the
     default two-member ensemble trains with (and no thread waits for another on a shared CPU)."""
     from safetensors.numpy import load_file
 
@@ -336,7 +353,8 @@ def test_same_seed_and_threads_give_the_same_curves_and_another_seed_does_not(sm
         assert main(_small_run(out, small_data_dir, "--init", "lac", "--hidden-size", "128", "--embedding-dim", "128",
                                "--num-attention-layers", "0", "--seed", str(seed), "--threads", "1",
                                "--max-steps", "30", "--eval-every", "10", "--dropout", "0.1", "--token-dropout", "0.1",
-                               "--mention-replace", "0.3", "--tag-scheme", "bio", "--lexicon", "none")) == 0
+                               "--mention-replace", "0.3", "--noise-share", "0.3", "--tag-scheme", "bio",
+                               "--lexicon", "none")) == 0
         log = json.loads((out / "training_log.json").read_text())
         curves = {"losses": log["losses"], "first_losses": log["first_losses"],
                   "evals": [{k: v for k, v in e.items() if k not in ("minutes", "eval_seconds")} for e in log["evals"]]}

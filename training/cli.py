@@ -9,8 +9,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ner_client.settings import Setting, SettingGroup, boolean, non_negative_int, positive_int
+from ner_client.settings import Setting, SettingGroup, boolean, named_type, non_negative_int, positive_int, word_list
 from ner_model.data import DATA_DIR
+from ner_model.perturb import PIECES
+
+NOISE_KINDS = (*PIECES, "joined", "traditional")
+
+
+@named_type("number 0–1")
+def share(text) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise ValueError(f"a share is from 0 to 1, not {text}")
+    return value
+
+
+@named_type("list")
+def noise_kind_list(text) -> tuple[str, ...]:
+    kinds = word_list(text)
+    unknown = [k for k in kinds if k not in NOISE_KINDS]
+    if unknown or not kinds:
+        raise ValueError(f"unknown kind {', '.join(unknown)} (kinds: {', '.join(NOISE_KINDS)})" if unknown
+                         else f"name at least one kind of {', '.join(NOISE_KINDS)}")
+    return kinds
+
 
 SETTINGS = SettingGroup("NER_TRAIN_", (
     Setting("output", Path("models/default"), "checkpoint directory (the best dev-F1 checkpoint is saved here)",
@@ -50,6 +72,12 @@ SETTINGS = SettingGroup("NER_TRAIN_", (
             "entity of its type (0: off; training/augment.py)", type=float),
     Setting("token_dropout", 0.0, "probability of hiding each real training token as [UNK], per batch (0: off; "
             "training/augment.py)", type=float),
+    Setting("noise_share", 0.0, "share of the training chunks perturbed, per batch, by one kind of --noise-kinds "
+            "and tokenised again (0: off; training/augment.py)", type=share),
+    Setting("noise_kinds", NOISE_KINDS, "noise kinds, drawn evenly: emoji, rare (characters outside the vocabulary: "
+            "[UNK] runs), latin (words, URLs, handles, numbers), width (full-/half-width variants), space (spaces and "
+            "line breaks), pieces in 2 to 25 % of the gaps outside entities, tagged O; joined (2 to 4 chunks as one "
+            "text); traditional (OpenCC s2t)", type=noise_kind_list),
     Setting("lexicon", "jieba", "jieba: an outside word lexicon (jieba's dictionary with its person/place/"
             "organisation tags) marks the dictionary words covering each token (training/lexicon.py); none: off",
             choices=("jieba", "none")),

@@ -9,7 +9,7 @@ tokenised, and each word is labelled with the tag of its first character.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +125,9 @@ class Chunk:
     input_ids: np.ndarray  # [CLS] tokens [SEP]
     word_pos: np.ndarray  # positions (in input_ids) of the scored tokens
     labels: np.ndarray
+    # The characters the chunk was cut from and their BIO tags: noise augmentation perturbs these and tokenises again.
+    text: str = ""
+    tags: tuple[str, ...] = ()
 
 
 def make_chunks(encoded: list[Encoded], max_tokens: int) -> list[Chunk]:
@@ -140,9 +143,12 @@ def make_chunks(encoded: list[Encoded], max_tokens: int) -> list[Chunk]:
             t1 = e.word_token[b] if b < len(e.word_token) else len(e.token_ids)
             ids = [CLS_ID] + e.token_ids[t0:t1] + [SEP_ID]
             pos = [t - t0 + 1 for t in e.word_token[a:b]]
-            chunks.append(
-                Chunk(np.asarray(ids, np.int64), np.asarray(pos, np.int64), np.asarray(e.word_labels[a:b], np.int64))
-            )
+            # chunks meet at a word's first character, so tokenising a chunk's text alone gives the chunk's words
+            c0 = e.word_char_start[a] if a else 0
+            c1 = e.word_char_start[b] if b < len(e.word_token) else e.n_chars
+            chunks.append(Chunk(np.asarray(ids, np.int64), np.asarray(pos, np.int64),
+                                np.asarray(e.word_labels[a:b], np.int64),
+                                "".join(e.chars[c0:c1]), tuple(e.tags[c0:c1])))
     return chunks
 
 
@@ -224,7 +230,7 @@ def chunks_in_scheme(chunks: list[Chunk], labels: list[str]) -> list[Chunk]:
     rewriting each chunk alone equals rewriting whole sentences)."""
     if labels == LABELS:
         return chunks
-    return [Chunk(c.input_ids, c.word_pos, bio_to_scheme(c.labels, labels)) for c in chunks]
+    return [replace(c, labels=bio_to_scheme(c.labels, labels)) for c in chunks]
 
 
 # --------------------------------------------------------------------------------------------------- char-level tags

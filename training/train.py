@@ -18,7 +18,7 @@ from ner_model.architecture import LacBiGruCrf, label_config
 from ner_model.data import msra_file, read_bio, vocab_file, write_tokenizer_files
 
 from . import data as D
-from .augment import mask_tokens, mention_pool, replace_mentions
+from .augment import NoiseAugmenter, mask_tokens, mention_pool, replace_mentions
 from .cli import SETTINGS
 from .ensemble import PROGRESS_PREFIX
 from .evaluate import evaluate
@@ -49,6 +49,8 @@ def command_line(name: str, value) -> list[str]:
     setting = SETTINGS[name]
     if isinstance(value, bool):
         return [setting.flag if value else "--no-" + setting.flag[2:]]
+    if isinstance(value, tuple):
+        return [setting.flag, ",".join(map(str, value))]
     return [setting.flag, str(value)]
 
 
@@ -271,6 +273,12 @@ def train(args) -> int:
     if pool:
         print("mention replacement: " + ", ".join(f"{len(v)} {t}" for t, v in pool.items()) + " distinct mentions",
               flush=True)
+    # its own generator: with noise on, the data order is the one the same seed gives without it
+    noise = (NoiseAugmenter(tok, labels, args.noise_share, args.noise_kinds, args.max_chunk_tokens, args.seed + 3)
+             if args.noise_share > 0 else None)
+    if noise:
+        print(f"noise: {args.noise_share:g} of the chunks of each batch, kinds {', '.join(args.noise_kinds)}",
+              flush=True)
     batches_per_epoch = len(D.bucket_batches(chunks, args.batch_tokens, args.batch_size, random.Random(0)))
     total = int(math.ceil(args.epochs * batches_per_epoch))
     if args.max_steps:
@@ -348,6 +356,8 @@ def train(args) -> int:
             for g, lr in zip(opt.param_groups, base_lrs):
                 g["lr"] = lr * f
             batch_chunks = [chunks[i] for i in batch]
+            if noise:
+                batch_chunks = noise(batch_chunks)
             if pool:
                 batch_chunks = [replace_mentions(c, pool, augment_rng, args.mention_replace, args.max_chunk_tokens)
                                 for c in batch_chunks]
@@ -392,6 +402,8 @@ def train(args) -> int:
     log["last_losses"] = last_losses
     log["losses_every"] = LOSS_EVERY
     log["losses"] = losses
+    if noise:
+        log["noise_texts"] = dict(noise.counts)
     log["train_minutes"] = round((time.time() - t_start) / 60, 2)
     (out / "training_log.json").write_text(json.dumps({**log, "best": best}, indent=2) + "\n")
     print(f"done: {step} steps in {log['train_minutes']} min; best dev F1 {best['f1']:.2f} at step {best.get('step')}; "
