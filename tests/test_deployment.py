@@ -294,11 +294,14 @@ def test_native_export_refuses_a_graph_onnx_runtime_1_19_cannot_load(served, tmp
 @pytest.mark.server
 @pytest.mark.slow
 def test_entry_point_serves_until_stopped_and_passes_its_health_check(tmp_path):
-    """deploy/serve.sh and deploy/healthcheck.py as the container runs them, here on free ports with the tiny model:
-    up exports and serves, the health check passes (an inference and the gateway's /healthz), SIGTERM stops both."""
+    """deploy/serve.sh and deploy/healthcheck.py as the container runs them, with the service's environment (the
+    gateway on every interface, its allowed hosts), here on free ports with the tiny model and the local data folder:
+    up exports without the response cache and serves, the health check passes (an inference and the gateway's
+    /healthz), SIGTERM stops both."""
     ports = {"NER_SERVE_HTTP_PORT": free_port(), "NER_SERVE_GRPC_PORT": free_port(),
              "NER_SERVE_METRICS_PORT": free_port(), "NER_WEBUI_PORT": free_port()}
     env = {k: v for k, v in os.environ.items() if not k.startswith("NER_")}
+    env.update({k: v for k, v in SERVICE["environment"].items() if k != "NER_DATA_DIR"})
     env.update({k: str(v) for k, v in ports.items()}, NER_RUN_DIR=str(tmp_path / "run"),
                NER_CHECKPOINT=str(tiny_checkpoint("BIO", crf=True)),
                NER_MODEL_REPOSITORY=str(tmp_path / "build" / "model_repository"))
@@ -314,6 +317,9 @@ def test_entry_point_serves_until_stopped_and_passes_its_health_check(tmp_path):
             time.sleep(2)
         time.sleep(6)  # the entry point now waits on the supervisor
         assert entry.poll() is None
+        for ensemble in ENSEMBLES:
+            config = parse_config(tmp_path / "build" / "model_repository" / ensemble / "config.pbtxt")
+            assert not config.response_cache.enable
         entry.send_signal(signal.SIGTERM)
         output, _ = entry.communicate(timeout=120)
         assert entry.returncode == 0, output
