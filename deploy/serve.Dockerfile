@@ -4,7 +4,8 @@
 # At start it exports the default model (models/default) and runs `python -m serving up` (deploy/serve.sh).
 FROM python:3.11-slim-bookworm
 
-# The tests run torch's CPU build (2.13.0+cpu); PyPI's Linux wheel of the same version would bring CUDA's libraries.
+# torch's CPU build of the pinned version, as on the test machines (2.13.0+cpu): PyPI's Linux wheel would bring CUDA's
+# libraries, unused here.
 ENV PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
