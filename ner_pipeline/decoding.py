@@ -20,6 +20,7 @@ import numpy as np
 
 from .crf import CrfParameters, marginals, softmax, viterbi
 from .tagging import Tag, chunk, detect_scheme, parse_label
+from .validation import decoder_texts
 
 
 @dataclass
@@ -105,15 +106,11 @@ class Decoder:
         """The decoder model's answer to one request: ENTITIES [n_texts, 1], each the UTF-8 JSON array of one text's
         entities. Its rows are encoder windows; ``text_index`` [rows, 1] says which text each belongs to (0 to
         n_texts - 1) and ``source_text`` [rows, 1] holds the text's UTF-8 bytes on its first row (empty on the others),
-        as the tokenizer model lays them out."""
-        text_index = np.asarray(text_index).reshape(-1)
-        source_text = np.asarray(source_text).reshape(-1)
-        n_texts = int(text_index.max()) + 1 if len(text_index) else 0
-        texts = [""] * n_texts
-        for row in np.unique(text_index, return_index=True)[1]:
-            texts[text_index[row]] = source_text[row].decode("utf-8")
+        as the tokenizer model lays them out. Tensors that do not fit together raise :class:`InputRejected`
+        (:func:`ner_pipeline.validation.decoder_texts`)."""
+        texts = decoder_texts(logits, word_spans, text_index, source_text, len(self.labels))
         entities = self.decode_batch(logits, word_spans, text_index, texts)
-        return np.array([[entities_to_json(e).encode("utf-8")] for e in entities], dtype=np.object_).reshape(n_texts, 1)
+        return np.array([[entities_to_json(e).encode("utf-8")] for e in entities], dtype=np.object_).reshape(-1, 1)
 
 
 def entities_to_json(entities: list[dict]) -> str:

@@ -1,5 +1,6 @@
 """The decoder model's request handling (ner_pipeline.decoding.Decoder.decode_request): rows of several texts, a
-text's windows, the texts reassembled from text_index / source_text, one JSON answer per text."""
+text's windows, the texts reassembled from text_index / source_text, one JSON answer per text; tensors that do not fit
+together are rejected with a message naming the input and the value (ner_pipeline.validation.decoder_texts)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from ner_pipeline import Decoder
+from ner_pipeline import Decoder, InputRejected
 from test_decoder_golden import labels_for, window_rows
 
 pytestmark = pytest.mark.unit
@@ -76,3 +77,47 @@ def test_a_request_without_rows_has_no_texts():
     out = Decoder(LABELS).decode_request(np.zeros((0, 4, len(LABELS)), np.float32), np.zeros((0, 4, 2), np.int32),
                                          np.zeros((0, 1), np.int32), np.zeros((0, 1), np.object_))
     assert out.shape == (0, 1)
+
+
+def _set(index, value):
+    def change(array):
+        array = array.copy()
+        array[index] = value
+        return array
+    return change
+
+
+BAD = {  # input → change → the error message
+    "labels": ("logits", lambda x: x[:, :, :-1], "logits [2, 9, 6] must be [rows, positions, 7]"),
+    "positions": ("word_spans", lambda x: x[:, :-1], "word_spans [2, 8, 2] must be [2, 9, 2], as logits [2, 9, 7]"),
+    "rows": ("text_index", lambda x: x[:1], "text_index [1, 1] must be [2, 1], one per row of logits"),
+    "nan": ("logits", _set((1, 2, 3), np.nan), "logits holds nan at [1, 2, 3]; scores must be finite"),
+    "inf": ("logits", _set((0, 1, 0), -np.inf), "logits holds -inf at [0, 1, 0]; scores must be finite"),
+    "negative_text": ("text_index", _set((1, 0), -1), "text_index holds -1 at row 1; texts are numbered from 0"),
+    "gap": ("text_index", lambda x: x * 2, "text_index numbers texts up to 2 but no row belongs to text 1"),
+    "utf8": ("source_text", _set((1, 0), b"\xe5\xbc"),
+             "source_text of text 1 (row 1) is not valid UTF-8 (unexpected end of data at byte 0)"),
+    "past_the_text": ("word_spans", _set((1, 1), (0, 3)),
+                      "word_spans holds [0, 3] at row 1, position 1: not (-1, -1) nor a span of text 1, which has 2 "
+                      "code points"),
+    "reversed": ("word_spans", _set((0, 2), (2, 1)),
+                 "word_spans holds [2, 1] at row 0, position 2: not (-1, -1) nor a span of text 0, which has 5 code "
+                 "points"),
+    "half_unscored": ("word_spans", _set((0, 0), (-1, 4)),
+                      "word_spans holds [-1, 4] at row 0, position 0: not (-1, -1) nor a span of text 0, which has 5 "
+                      "code points"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_tensors_that_do_not_fit_together_are_rejected_by_name(case):
+    texts = [("王五在上海", [(0, "B-PER I-PER O B-LOC I-LOC".split())]), ("赵六", [(0, "B-PER I-PER".split())])]
+    tensors = dict(zip(("logits", "word_spans", "text_index", "source_text"), request_tensors(texts)))
+    decoder = Decoder(LABELS)
+    assert answers(decoder.decode_request(**tensors)) == [[("PER", 0, 2, "王五"), ("LOC", 3, 5, "上海")],
+                                                          [("PER", 0, 2, "赵六")]]
+    name, change, message = BAD[case]
+    tensors[name] = change(tensors[name])
+    with pytest.raises(InputRejected) as info:
+        decoder.decode_request(**tensors)
+    assert str(info.value) == message

@@ -2,6 +2,10 @@
 
 Tags each window (CRF Viterbi when the checkpoint has a CRF, argmax otherwise), merges a text's overlapping
 windows and maps words back to code-point offsets; see ner_pipeline/decoding.py for the rules and the score.
+
+Each request is answered on its own: tensors that do not fit together (ner_pipeline/validation.py) get INVALID_ARG
+naming the problem, anything else that fails one request gets INTERNAL, and the other requests of the same execute()
+are answered as usual.
 """
 
 import json
@@ -12,7 +16,7 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from ner_pipeline import CrfParameters, Decoder  # noqa: E402
+from ner_pipeline import CrfParameters, Decoder, InputRejected  # noqa: E402
 
 
 def _input(request, name):
@@ -29,9 +33,14 @@ class TritonPythonModel:
         self.decoder = Decoder(labels, crf)
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
+        return [self._answer(request) for request in requests]
+
+    def _answer(self, request):
+        try:
             entities = self.decoder.decode_request(_input(request, "logits"), _input(request, "word_spans"),
                                                    _input(request, "text_index"), _input(request, "source_text"))
-            responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("ENTITIES", entities)]))
-        return responses
+        except InputRejected as err:
+            return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(err), pb_utils.TritonError.INVALID_ARG))
+        except Exception as err:  # noqa: BLE001 - one request's failure is its own answer, not the batch's
+            return pb_utils.InferenceResponse(error=pb_utils.TritonError(f"decoder failed: {err!r}"))
+        return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("ENTITIES", entities)])

@@ -5,6 +5,10 @@ Outputs, one row per window (a request of B texts yields N ≥ B rows):
   word_spans                 INT32 [N, L, 2] code-point span of the word a position scores, (-1, -1) otherwise
   text_index                 INT32 [N, 1]    which text of the request the row belongs to
   source_text                BYTES [N, 1]    the text itself on its first row, empty on the others
+
+Each request is answered on its own (Triton has already checked TEXT's datatype and shape): a text the pipeline
+refuses (not UTF-8, over a limit) gets INVALID_ARG naming it, anything else that fails one request gets INTERNAL, and
+the other requests of the same execute() are answered as usual.
 """
 
 import json
@@ -54,4 +58,6 @@ class TritonPythonModel:
             except InputRejected as err:
                 responses.append(pb_utils.InferenceResponse(
                     error=pb_utils.TritonError(str(err), pb_utils.TritonError.INVALID_ARG)))
+            except Exception as err:  # noqa: BLE001 - one request's failure is its own answer, not the batch's
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"tokenizer failed: {err!r}")))
         return responses
