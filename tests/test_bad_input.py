@@ -96,11 +96,3 @@ def test_too_many_windows_in_one_request(served):
     assert "max_rows_per_request" in message
     still_serving(served, "grpc")
 
-
-def test_encoder_called_directly_with_mismatched_shapes(served):
-    c = client("grpc", served.grpc_url)
-    ids = tensor("grpc", "input_ids", np.full((1, 8), 101, dtype=np.int64), "INT64")
-    mask = tensor("grpc", "attention_mask", np.ones((1, 6), dtype=np.int64), "INT64")
-    with pytest.raises(InferenceServerException):
-        c.infer("encoder_int8", [ids, mask])
-    still_serving(served, "grpc")
