@@ -1,5 +1,5 @@
-"""INT8 against FP32 in process on the same texts: token-label agreement at the scored positions (the exporter's
-``label_agreement``), and the encoders' throughput one text at a time (tokenisation excluded).
+"""INT8 against FP32 in process on the same texts: agreement of the decoder's labels (CRF Viterbi, or argmax) at the
+scored positions (the exporter's ``label_agreement``), and the encoders' throughput one text at a time (tokenisation excluded).
 
     python -m evaluation.precision_check --repository build/model_repository
 """
@@ -32,7 +32,8 @@ def precision_check(repository: Path, path: Path) -> dict:
             pipeline.session.run(["logits"], {"input_ids": input_ids, "attention_mask": attention_mask})
         seconds[name] = time.perf_counter() - started
     report = {"file": str(path), "texts": len(texts),
-              "token_label_agreement": label_agreement(fp32.session, int8.session, rows),
+              "token_label_agreement": label_agreement(fp32.session, int8.session, rows,
+                                                       tag=lambda emissions: fp32.decoder.tag_window(emissions)[0]),
               "fp32_texts_per_s": len(texts) / seconds["fp32"], "int8_texts_per_s": len(texts) / seconds["int8"],
               "int8_over_fp32_throughput": seconds["fp32"] / seconds["int8"]}
     print(json.dumps(report, indent=2))

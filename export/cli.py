@@ -12,12 +12,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from ner_client.settings import (Setting, SettingGroup, boolean, count_or_auto, non_negative_int, positive_int)
+from ner_model.data import DATA_DIR
 from ner_pipeline.runs import RUN_PLANNINGS
 from ner_pipeline.windows import WindowConfig
 
 from .errors import CheckpointError
 from .onnx_export import OnnxExportConfig
-from .quantize import QuantizationConfig
+from .calibration import CalibrationConfig
+from .quantize import QUANTIZATION_MODES, QuantizationConfig
 from .repository import ENCODER_BACKENDS, REPO_ROOT, RepositoryConfig
 
 R = RepositoryConfig
@@ -30,6 +32,14 @@ SETTINGS = SettingGroup("NER_EXPORT_", (
     Setting("encoder_backend", R.encoder_backend, "python: onnxruntime inside a Python-backend model (this machine's "
             "server); onnxruntime: Triton's native backend (the official container)", choices=ENCODER_BACKENDS),
     Setting("opset", OnnxExportConfig.opset, "ONNX opset, at most 21 for the 24.10 container", type=positive_int),
+    Setting("quantization", QuantizationConfig.mode, "INT8 activation scales: static (calibrated at export on "
+            "training text; a text's scores do not depend on its batch) or dynamic (computed per call over the whole "
+            "batch)", choices=QUANTIZATION_MODES),
+    Setting("calibration_file", None, "text to calibrate static INT8 on, one text per line or a char<TAB>tag BIO "
+            "file; default: MSRA train before its dev split, in the data folder", type=Path),
+    Setting("calibration_texts", CalibrationConfig.texts, "texts to calibrate on, spread evenly over the file",
+            type=positive_int),
+    DATA_DIR,
     Setting("reduce_range", QuantizationConfig.reduce_range, "7-bit INT8 weights, for CPUs without VNNI",
             type=boolean),
     Setting("max_text_chars", WindowConfig.max_text_chars, "longest accepted text, in code points",
@@ -49,13 +59,13 @@ SETTINGS = SettingGroup("NER_EXPORT_", (
     Setting("run_planning", R.run_planning, "how the Python-backend encoder groups rows of different lengths: cost "
             "(the cheapest plan under a cost model of one call) or ratio (padding at most a fixed share)",
             choices=RUN_PLANNINGS),
-    Setting("run_cost", R.run_cost, "the cost model: auto (measured by the encoder at load) or "
+    Setting("run_cost", R.run_cost, "the cost model: graph (derived from the encoder's ONNX graph at export) or "
             "'per_run,per_position,per_token' in ms"),
     Setting("response_cache", R.response_cache, "Triton's response cache for the ensembles", type=boolean),
 ), title="python -m export")
 
 
-def configs(args) -> tuple[RepositoryConfig, OnnxExportConfig, QuantizationConfig]:
+def configs(args) -> tuple[RepositoryConfig, OnnxExportConfig, QuantizationConfig, CalibrationConfig]:
     """The export's configuration objects from its settings; ValueError when a value is out of range."""
     window = replace(WindowConfig(), max_text_chars=args.max_text_chars, overlap_tokens=args.window_overlap)
     repo_cfg = RepositoryConfig(
@@ -64,20 +74,23 @@ def configs(args) -> tuple[RepositoryConfig, OnnxExportConfig, QuantizationConfi
         fp32_encoder_instances=args.fp32_encoder_instances, fp32_intra_op_threads=args.fp32_intra_op_threads,
         max_queue_delay_us=args.max_queue_delay_us, run_planning=args.run_planning, run_cost=args.run_cost,
         response_cache=args.response_cache)
-    return repo_cfg, OnnxExportConfig(opset=args.opset), QuantizationConfig(reduce_range=args.reduce_range)
+    quant_cfg = QuantizationConfig(mode=args.quantization, reduce_range=args.reduce_range)
+    calibration_cfg = CalibrationConfig(file=args.calibration_file, data_dir=args.data_dir,
+                                        texts=args.calibration_texts)
+    return repo_cfg, OnnxExportConfig(opset=args.opset), quant_cfg, calibration_cfg
 
 
 def main(argv=None) -> int:
     args = SETTINGS.parse(argv, prog="python -m export", description=__doc__)
     try:
-        repo_cfg, onnx_cfg, quant_cfg = configs(args)
+        repo_cfg, onnx_cfg, quant_cfg, calibration_cfg = configs(args)
     except ValueError as err:  # a setting out of range, e.g. a malformed --run-cost
         print(f"error: {err}", file=sys.stderr)
         return 2
     from .pipeline import export_checkpoint
 
     try:
-        export_checkpoint(args.checkpoint, args.output, repo_cfg, onnx_cfg, quant_cfg)
+        export_checkpoint(args.checkpoint, args.output, repo_cfg, onnx_cfg, quant_cfg, calibration_cfg)
     except CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -9,8 +9,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from ner_pipeline.decoding import Decoder
 from ner_pipeline.windows import encode_texts, load_tokenizer
 
+from .calibration import CalibrationConfig, calibration_rows, calibration_texts
 from .checkpoint import describe, load_checkpoint, tokenizer_source
 from .tokenizer_files import save_tokenizer
 from .onnx_export import OnnxExportConfig, export_fp32, max_abs_difference, onnx_session
@@ -40,7 +42,8 @@ class Progress:
 
 def export_checkpoint(checkpoint_dir: Path, output: Path, repo_cfg: RepositoryConfig,
                       onnx_cfg: OnnxExportConfig = OnnxExportConfig(),
-                      quant_cfg: QuantizationConfig = QuantizationConfig()) -> dict:
+                      quant_cfg: QuantizationConfig = QuantizationConfig(),
+                      calibration_cfg: CalibrationConfig = CalibrationConfig()) -> dict:
     """Writes the repository and ``export_report.json`` inside it; returns the report."""
     started = time.perf_counter()
     progress = Progress(6)
@@ -69,9 +72,21 @@ def export_checkpoint(checkpoint_dir: Path, output: Path, repo_cfg: RepositoryCo
         if parity > onnx_cfg.parity_tolerance:
             raise RuntimeError(f"ONNX FP32 differs from PyTorch by {parity:.2e} > {onnx_cfg.parity_tolerance:.0e}")
 
-        progress(f"quantizing to INT8 (per_channel={quant_cfg.per_channel}, reduce_range={quant_cfg.reduce_range})")
-        int8_path = quantize_int8(fp32_path, tmp / "int8.onnx", quant_cfg)
-        agreement = label_agreement(fp32_session, onnx_session(int8_path), rows)
+        calibration = calibrated_on = None
+        if quant_cfg.mode == "static":
+            source, texts = calibration_texts(calibration_cfg)
+            calibration = calibration_rows(load_tokenizer(str(tokenizer_json)), texts, repo_cfg.window,
+                                           calibration_cfg.rows_per_call)
+            calibrated_on = {"source": source, "texts": len(texts)}
+        progress(f"quantizing to INT8 ({quant_cfg.mode}, per_channel={quant_cfg.per_channel}, reduce_range="
+                 f"{quant_cfg.reduce_range})"
+                 + (f", calibrated on {len(texts)} texts of {source}" if calibrated_on else ""))
+        int8_path = quantize_int8(fp32_path, tmp / "int8.onnx", quant_cfg, calibration)
+        # Agreement of the labels the decoder gives (CRF Viterbi, or argmax) at the scored positions.
+        decoder = Decoder(checkpoint.labels, checkpoint.crf, checkpoint.scheme)
+        scored = [(ids, mask, batch.word_spans[i : i + 1, :, 0] >= 0) for i, (ids, mask) in enumerate(rows)]
+        agreement = label_agreement(fp32_session, onnx_session(int8_path), scored,
+                                    tag=lambda emissions: decoder.tag_window(emissions)[0])
 
         progress(f"writing the model repository to {output} (encoder backend: {repo_cfg.encoder_backend})")
         files = write_repository(output, {"fp32": fp32_path, "int8": int8_path}, tokenizer_json,
@@ -94,6 +109,7 @@ def export_checkpoint(checkpoint_dir: Path, output: Path, repo_cfg: RepositoryCo
         "sample_rows": len(rows),
         "onnx": asdict(onnx_cfg),
         "quantization": asdict(quant_cfg),
+        "calibration": calibrated_on,
         "repository": asdict(repo_cfg),
         "files_sha256": files,
     }

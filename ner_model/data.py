@@ -15,6 +15,8 @@ from ner_client.settings import Setting, SettingGroup
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 VOCAB_NAME = "bert-base-chinese-vocab.txt"
+# The last sentences of MSRA train form the dev split; what comes before them is the training text proper.
+DEV_SENTENCES = 3000
 
 DATA_DIR = Setting("data_dir", DEFAULT_DATA_DIR, "folder holding msra/{train,test}.bio and vocab/", type=Path,
                    env="NER_DATA_DIR", shown="../shared/data beside the repository")

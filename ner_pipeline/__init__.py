@@ -19,7 +19,6 @@ _WHERE = {
     "encode_texts": "windows",
     "load_tokenizer": "windows",
     "RunCost": "runs",
-    "calibrate_run_cost": "runs",
     "plan_runs": "runs",
     "plan_runs_by_cost": "runs",
 }

@@ -3,8 +3,8 @@
 On a CPU every padded position costs as much as a real one, but so does every call: a BERT-base INT8 call streams its
 ~85 MB of weights from memory whatever the rows, about 4.6 ms on one core here, as much as 17 tokens of work. So rows
 are sorted by real length and cut where the cost model says a cut pays (:func:`plan_runs_by_cost`, what the served
-encoder does; the model is measured when the encoder loads, :func:`calibrate_run_cost`), or where a run's
-padding would pass a fixed share of its real tokens (:func:`plan_runs`). The served encoder
+encoder does; the export derives the model from the encoder's graph, ``export.run_cost``, so the plan never depends
+on timings taken at load), or where a run's padding would pass a fixed share of its real tokens (:func:`plan_runs`). The served encoder
 (`model_repository/encoder/1/model.py`) and the benchmark's batched baseline (`perf/baselines.py`) both call these;
 the encoder hands the rows of all its queued requests to :func:`run_rows`, which pads each planned run, calls the
 session and gives every request its own logits back.
@@ -12,8 +12,6 @@ session and gives every request its own logits back.
 
 from __future__ import annotations
 
-import itertools
-import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -66,47 +64,6 @@ class RunCost:
 
     def __str__(self) -> str:
         return f"{self.per_run:.4g},{self.per_position:.4g},{self.per_token:.4g}"
-
-
-# (rows, width) of the calls timed at load: enough to separate the three parts, cheap even for BERT-base FP32.
-CALIBRATION_SHAPES = ((1, 16), (1, 64), (4, 16), (4, 64))
-
-
-def fit_run_cost(samples: list[tuple[int, int, float]]) -> RunCost:
-    """Non-negative least squares of (rows, width, milliseconds) samples on the three parts of :class:`RunCost`
-    (every subset of the parts is tried; three unknowns make that exact and cheap)."""
-    x = np.array([[1.0, w, r * w] for r, w, _ in samples])
-    y = np.array([ms for _, _, ms in samples])
-    best, best_error = None, np.inf
-    for size in (3, 2, 1):
-        for parts in itertools.combinations(range(3), size):
-            coef = np.zeros(3)
-            coef[list(parts)] = np.linalg.lstsq(x[:, parts], y, rcond=None)[0]
-            error = float(np.sum((x @ coef - y) ** 2))
-            if coef.min() >= 0 and coef.max() > 0 and error < best_error:
-                best, best_error = coef, error
-    if best is None:  # only if every sample took no time at all
-        raise ValueError(f"no non-negative run cost fits {samples}")
-    return RunCost(*map(float, best))
-
-
-def calibrate_run_cost(run: Callable[[np.ndarray, np.ndarray], object], token_id: int = 0,
-                       repeats: int = 3) -> RunCost:
-    """Times ``run(input_ids, attention_mask)`` on :data:`CALIBRATION_SHAPES` (fastest of ``repeats``, after one
-    warm-up call each) and fits a :class:`RunCost`. The ids are all ``token_id`` (0, [PAD], exists in any
-    vocabulary): a call's time does not depend on the values."""
-    samples = []
-    for rows, width in CALIBRATION_SHAPES:
-        ids = np.full((rows, width), token_id, dtype=np.int64)
-        mask = np.ones_like(ids)
-        run(ids, mask)
-        fastest = np.inf
-        for _ in range(repeats):
-            started = time.perf_counter()
-            run(ids, mask)
-            fastest = min(fastest, (time.perf_counter() - started) * 1000)
-        samples.append((rows, width, fastest))
-    return fit_run_cost(samples)
 
 
 def plan_runs_by_cost(lengths, cost: RunCost, max_tokens: int, max_rows: int | None = None) -> list[list[int]]:

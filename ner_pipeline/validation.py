@@ -27,7 +27,7 @@ def _first(bad: np.ndarray) -> tuple[int, ...]:
 def embedding_rows(onnx_path: str) -> int | None:
     """The vocabulary size of an encoder: the fewest rows among the embedding tables (initializers, as they are or
     dequantized) that ``Gather`` reads at ``input_ids``; None when the graph has no such table."""
-    import onnx  # only the encoder needs it, once at load
+    import onnx  # the export reads it; the served encoder gets the number as a parameter
 
     graph = onnx.load(onnx_path).graph
     rows = {tensor.name: int(tensor.dims[0]) for tensor in graph.initializer if tensor.dims}
@@ -51,10 +51,6 @@ class EncoderInputs:
 
     vocab_size: int | None = None
     max_width: int | None = None
-
-    @classmethod
-    def from_onnx(cls, onnx_path: str, max_width: int | None = None) -> "EncoderInputs":
-        return cls(embedding_rows(onnx_path), max_width)
 
     def check(self, ids: np.ndarray, mask: np.ndarray) -> None:
         if ids.dtype != np.int64 or mask.dtype != np.int64:

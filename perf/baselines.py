@@ -141,15 +141,16 @@ def batched_session(name: str, onnx_path: Path, tokenizer_json: Path, texts: lis
                     max_padding_ratio: float | None = None) -> dict:
     """For the tuning notes: the same session over rows sorted by length and run up to ``batch_size`` at a time —
     what a length-aware batching server can gain here. Runs are cut as the served encoder cuts them by default (the
-    cheapest plan under the session's own measured cost model, ``ner_pipeline.runs.plan_runs_by_cost``), or, given
+    cheapest plan under the cost model derived from the graph, ``export.run_cost``), or, given
     ``max_padding_ratio``, where a run's padding would pass that share of its real tokens."""
-    from ner_pipeline.runs import calibrate_run_cost, plan_runs, plan_runs_by_cost
+    from export.run_cost import graph_run_cost
+    from ner_pipeline.runs import plan_runs, plan_runs_by_cost
 
     session = ort_session(onnx_path)
     rows = encoder_rows(tokenizer_json, texts)
     lengths = [r[0].shape[1] for r in rows]
     if max_padding_ratio is None:
-        cost = calibrate_run_cost(lambda ids, mask: session.run(["logits"], {"input_ids": ids, "attention_mask": mask}))
+        cost = graph_run_cost(onnx_path)
         plan, rule = plan_runs_by_cost(lengths, cost, max_tokens=10**9, max_rows=batch_size), f"cost {cost}"
     else:
         plan = plan_runs(lengths, max_tokens=10**9, max_padding_ratio=max_padding_ratio, max_rows=batch_size)

@@ -123,7 +123,8 @@ def test_checkpoint_stores_one_lexicon_and_exports(members, tokenizer, tmp_path)
                                atol=1e-6)
     fp32 = export_fp32(loaded.model, tmp_path / "fp32.onnx", OnnxExportConfig())
     assert np.abs(run_onnx(onnx_session(fp32), ids, mask) - ref).max() <= 1e-4
-    int8 = quantize_int8(fp32, tmp_path / "int8.onnx", QuantizationConfig())
+    int8 = quantize_int8(fp32, tmp_path / "int8.onnx", QuantizationConfig(),
+                         calibration=[{"input_ids": ids, "attention_mask": mask}])
     assert np.abs(run_onnx(onnx_session(int8), ids, mask) - ref).max() < 0.5
 
 

@@ -131,7 +131,7 @@ def test_features_equal_a_brute_force_count_over_every_ngram():
 
 
 def test_model_with_lexicon_exports_to_onnx_fp32_and_int8(matcher, tokenizer, tmp_path):
-    """The tables are initialisers of the ONNX file; dynamic quantization leaves them (integers) alone."""
+    """The tables are initialisers of the ONNX file; quantization leaves them (integers) alone."""
     from export.onnx_export import OnnxExportConfig, export_fp32, onnx_session, run_onnx
     from export.quantize import QuantizationConfig, quantize_int8
 
@@ -144,9 +144,10 @@ def test_model_with_lexicon_exports_to_onnx_fp32_and_int8(matcher, tokenizer, tm
         model.lexicon_in.weight.normal_()
         model.lexicon_out.weight.normal_()
     fp32 = export_fp32(model, tmp_path / "fp32.onnx", OnnxExportConfig())
-    int8 = quantize_int8(fp32, tmp_path / "int8.onnx", QuantizationConfig())
     enc = tokenizer(["张三访问北京大学", "中", "北京"], padding=True, return_tensors="np")
     ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+    int8 = quantize_int8(fp32, tmp_path / "int8.onnx", QuantizationConfig(),
+                         calibration=[{"input_ids": ids, "attention_mask": mask}])
     with torch.no_grad():
         ref = model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
         codes = model.lexicon.codes.clone()

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import itertools
 import random
-import time
 
 import numpy as np
 import pytest
 
-from ner_pipeline.runs import (CALIBRATION_SHAPES, RunCost, calibrate_run_cost, fit_run_cost, plan_runs,
-                                plan_runs_by_cost, real_length, run_rows)
+from ner_pipeline.runs import RunCost, plan_runs, plan_runs_by_cost, real_length, run_rows
 
 pytestmark = pytest.mark.unit
 
@@ -96,22 +94,44 @@ def test_cost_plan_merges_when_a_call_costs_more_than_the_padding():
     assert plan_runs_by_cost([], weights_bound, 2048) == []
 
 
-def test_fit_recovers_a_cost_model_and_calibration_times_every_shape():
-    truth = RunCost(4.6, 0.002, 0.28)
-    samples = [(rows, width, truth.of(rows, width)) for rows, width in CALIBRATION_SHAPES]
-    fitted = fit_run_cost(samples)
-    for got, want in zip((fitted.per_run, fitted.per_position, fitted.per_token),
-                         (truth.per_run, truth.per_position, truth.per_token)):
-        assert got == pytest.approx(want, abs=1e-6)
-    # A noisy sample that would need a negative part is fitted with that part at 0.
-    noisy = fit_run_cost([(1, 16, 9.0), (1, 64, 22.0), (4, 16, 22.0), (4, 64, 70.0)])
-    assert min(noisy.per_run, noisy.per_position, noisy.per_token) >= 0
+def _onnx_file(tmp_path, name: str, nodes, initializers) -> str:
+    import onnx
+    from onnx import TensorProto, helper
 
-    shapes = []
-    calibrated = calibrate_run_cost(lambda ids, mask: shapes.append((ids.shape, mask.shape)) or time.sleep(1e-4 * ids.size),
-                                    repeats=2)
-    assert {s for s, _ in shapes} == set(CALIBRATION_SHAPES) and all(a == b for a, b in shapes)
-    assert calibrated.per_token > 0
+    graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializers)
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(helper.make_model(graph), path)
+    return path
+
+
+def test_run_cost_is_derived_from_the_graph_weights(tmp_path):
+    """export.run_cost: weights streamed per call, multiply-adds per token (INT8 weights behind a DequantizeLinear at
+    INT8's rate), recurrent steps per position; nothing is timed, so one file always gives one cost."""
+    from onnx import helper, numpy_helper
+
+    from export.run_cost import FP32_MACS_PER_MS, INT8_MACS_PER_MS, RECURRENT_STEP_MS, WEIGHT_BYTES_PER_MS, graph_run_cost
+
+    w = numpy_helper.from_array(np.ones((64, 32), np.float32), "w")
+    fp32 = graph_run_cost(_onnx_file(tmp_path, "fp32", [helper.make_node("MatMul", ["x", "w"], ["y"])], [w]))
+    assert fp32 == RunCost(64 * 32 * 4 / WEIGHT_BYTES_PER_MS, 0.0, 64 * 32 / FP32_MACS_PER_MS)
+
+    q = numpy_helper.from_array(np.ones((64, 32), np.int8), "q")
+    scale = numpy_helper.from_array(np.array(0.1, np.float32), "scale")
+    int8 = graph_run_cost(_onnx_file(tmp_path, "int8", [helper.make_node("DequantizeLinear", ["q", "scale"], ["w"]),
+                                                        helper.make_node("MatMul", ["x", "w"], ["y"])], [q, scale]))
+    assert int8 == RunCost(64 * 32 / WEIGHT_BYTES_PER_MS, 0.0, 64 * 32 / INT8_MACS_PER_MS)
+
+    hidden = 16
+    gru_w = numpy_helper.from_array(np.ones((2, 3 * hidden, 64), np.float32), "W")
+    gru_r = numpy_helper.from_array(np.ones((2, 3 * hidden, hidden), np.float32), "R")
+    gru = graph_run_cost(_onnx_file(tmp_path, "gru", [helper.make_node("GRU", ["x", "W", "R"], ["y"], hidden_size=hidden,
+                                                                     direction="bidirectional")], [gru_w, gru_r]))
+    macs = 2 * 3 * hidden * (64 + hidden)
+    assert gru == RunCost(4 * macs / WEIGHT_BYTES_PER_MS, 2 * RECURRENT_STEP_MS, macs / FP32_MACS_PER_MS)
+    # Attention products (activation × activation) add no weights.
+    attention = graph_run_cost(_onnx_file(tmp_path, "attention", [helper.make_node("MatMul", ["x", "x"], ["y"])], []))
+    assert attention == RunCost(0.0, 0.0, 0.0)
 
 
 def test_run_cost_text_form_round_trips_and_rejects_nonsense():

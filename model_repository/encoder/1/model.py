@@ -7,9 +7,9 @@ declared `allow_ragged_batch`, so the dynamic batcher hands this model every que
 bucket. The rows of all those requests are sorted by their real length (attention mask) and cut into runs, each padded
 only to its own longest row and holding at most `max_tokens_per_run` tokens. With `run_planning` = cost (the default)
 the cut is the cheapest plan under a cost model of one call (fixed part, part per position, part per padded token),
-which the model measures on its own session when it loads (`run_cost` = auto; or three fixed milliseconds): on a CPU
-a BERT-base call pays for streaming its weights once whatever its rows, a recurrent one for each step whatever its
-rows, and every padded token like a real one. With `run_planning` = ratio a run grows while its padding stays under
+`run_cost`, which the export derives from this model's graph (export/run_cost.py): on a CPU a BERT-base call pays for
+streaming its weights once whatever its rows, a recurrent one for each step whatever its rows, and every padded token
+like a real one. Nothing is timed at load, so the same files group the same rows on every start. With `run_planning` = ratio a run grows while its padding stays under
 `max_padding_ratio` of its real tokens. Positions past a row's real length get zero logits (the decoder never reads
 them).
 
@@ -33,8 +33,8 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from ner_pipeline.runs import (RUN_PLANNINGS, RunCost, calibrate_run_cost, plan_runs, plan_runs_by_cost,  # noqa: E402
-                               run_rows)
+from ner_pipeline.runs import RUN_PLANNINGS, RunCost, plan_runs, plan_runs_by_cost, run_rows  # noqa: E402
+from ner_pipeline.validation import EncoderInputs, InputRejected  # noqa: E402
 
 
 def _glibc():
@@ -63,6 +63,9 @@ class TritonPythonModel:
         here = os.path.dirname(os.path.abspath(__file__))
         self.session = ort.InferenceSession(os.path.join(here, "model.onnx"), options, providers=["CPUExecutionProvider"])
         self.num_labels = int(config["output"][0]["dims"][-1])
+        # Written by the export from the graph's embedding table and the window length (empty: not known).
+        self.inputs = EncoderInputs(int(params["vocab_size"]) if params.get("vocab_size") else None,
+                                    int(params["max_width"]) if params.get("max_width") else None)
         self.max_tokens_per_run = int(params.get("max_tokens_per_run", "2048"))
         self.max_padding_ratio = float(params.get("max_padding_ratio", "0.25"))
         self.run_planning = params.get("run_planning", "cost")
@@ -72,11 +75,7 @@ class TritonPythonModel:
         self.shrink = ort.RunOptions()
         if self.arena:
             self.shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-        if self.run_planning == "cost":
-            run_cost = params.get("run_cost", "auto")
-            self.run_cost = (calibrate_run_cost(self._run) if run_cost == "auto" else RunCost.parse(run_cost))
-            pb_utils.Logger.log_info(f"{config['name']}: run cost (ms per call, per position, per token) "
-                                     f"{self.run_cost} ({'measured' if run_cost == 'auto' else 'configured'})")
+        self.run_cost = RunCost.parse(params["run_cost"]) if self.run_planning == "cost" else None
         self.trim()
 
     def _plan(self, lengths):
@@ -94,19 +93,29 @@ class TritonPythonModel:
         for position, request in enumerate(requests):
             ids = pb_utils.get_input_tensor_by_name(request, "input_ids").as_numpy()
             mask = pb_utils.get_input_tensor_by_name(request, "attention_mask").as_numpy()
-            if ids.shape != mask.shape or ids.ndim != 2:
-                outputs[position] = pb_utils.TritonError(
-                    f"input_ids {list(ids.shape)} and attention_mask {list(mask.shape)} must share one 2-D shape")
+            try:
+                self.inputs.check(ids, mask)
+            except InputRejected as err:
+                outputs[position] = pb_utils.TritonError(str(err), pb_utils.TritonError.INVALID_ARG)
                 continue
             inputs.append((position, ids, mask))
-        logits, largest_run = run_rows([(ids, mask) for _, ids, mask in inputs], self._plan, self._run,
-                                       self.num_labels)
-        for (position, _, _), out in zip(inputs, logits):
+        for (position, _, _), out in zip(inputs, self._logits([(ids, mask) for _, ids, mask in inputs])):
             outputs[position] = out
-        if largest_run >= self.trim_after_tokens:
-            self.trim()
         return [
             pb_utils.InferenceResponse(error=out) if isinstance(out, pb_utils.TritonError)
             else pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("logits", out)])
             for out in outputs
         ]
+
+    def _logits(self, requests):
+        """Logits of each (input_ids, attention_mask), run together; should a shared call still fail, each request runs
+        alone, so that only the one that fails gets an error."""
+        try:
+            logits, largest_run = run_rows(requests, self._plan, self._run, self.num_labels)
+        except Exception as err:  # noqa: BLE001 - whatever ONNX Runtime raises, it is one request's answer
+            if len(requests) == 1:
+                return [pb_utils.TritonError(f"encoder failed on input_ids {list(requests[0][0].shape)}: {err}")]
+            return [self._logits([request])[0] for request in requests]
+        if largest_run >= self.trim_after_tokens:
+            self.trim()
+        return logits
