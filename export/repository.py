@@ -21,7 +21,13 @@ import numpy as np
 from ner_pipeline.crf import CrfParameters
 from ner_pipeline.runs import RUN_PLANNINGS, RunCost
 from ner_pipeline.tagging import entity_types
+from ner_pipeline.validation import embedding_rows
 from ner_pipeline.windows import WindowConfig
+
+from . import native
+from .errors import CheckpointError
+from .model_hash import HASH_PARAMETER, model_hash, parse_config, sha256
+from .run_cost import graph_run_cost
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO_ROOT / "model_repository"
@@ -63,12 +69,12 @@ class RepositoryConfig:
     queue_timeout_us: int = 30_000_000
     # Python-backend encoder: the rows of a batch are regrouped by real length into runs of at most max_tokens_per_run
     # tokens (which also bounds a run's working memory). run_planning "cost": the cheapest plan under a cost model of
-    # one call that the encoder measures at load (run_cost "auto"; or "per_run,per_position,per_token" ms): on a CPU
-    # a call pays for reading the weights whatever its rows, so rows merge where that beats their padding. "ratio": a
-    # run is padded at most by max_padding_ratio of its real tokens.
+    # one call, derived from the encoder's graph (run_cost "graph", export/run_cost.py; or "per_run,per_position,
+    # per_token" ms): on a CPU a call pays for reading the weights whatever its rows, so rows merge where that beats
+    # their padding. "ratio": a run is padded at most by max_padding_ratio of its real tokens.
     max_tokens_per_run: int = 2048
     run_planning: str = "cost"
-    run_cost: str = "auto"
+    run_cost: str = "graph"
     max_padding_ratio: float = 0.25
     # ONNX Runtime's CPU arena on (without it, malloc's fragmentation kept more memory under load); a run of at least
     # trim_after_tokens tokens shrinks it back when it ends, and the heap is trimmed.
@@ -89,8 +95,16 @@ class RepositoryConfig:
             raise ValueError("max_padding_ratio must be >= 0 and max_tokens_per_run >= 1")
         if self.run_planning not in RUN_PLANNINGS:
             raise ValueError(f"run_planning must be one of {RUN_PLANNINGS}, not {self.run_planning!r}")
-        if self.run_cost != "auto":
+        if self.run_cost != "graph":
             RunCost.parse(self.run_cost)
+        self.request_limits()
+
+    def request_limits(self) -> tuple[int, int]:
+        """(texts, rows) one request may carry; on the native backend, bounded by max_tokens_per_run (native.py)."""
+        if self.encoder_backend == "python":
+            return self.max_texts_per_request, self.window.max_rows_per_request
+        return native.request_limits(self.max_texts_per_request, self.window.max_rows_per_request,
+                                     self.max_tokens_per_run, max(self.window.length_buckets))
 
     def fp32_encoder_layout(self, fp32_onnx: Path) -> tuple[int, int]:
         """(instances, ONNX Runtime threads per instance) of the FP32 encoder for this ONNX file."""
@@ -109,14 +123,6 @@ class RepositoryConfig:
                     "for 500 ms (export/repository.py)")
         return (f"default_queue_policy {{ max_queue_size: {self.max_queue_size}, timeout_action: REJECT, "
                 f"default_timeout_microseconds: {self.queue_timeout_us} }}")
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fill(template: Path, destination: Path, values: dict) -> None:
@@ -141,14 +147,15 @@ def write_repository(
     """Writes every model folder and config; returns the sha256 of each written file, by relative path."""
     output.mkdir(parents=True, exist_ok=True)
     window = cfg.window
+    texts_per_request, rows_per_request = cfg.request_limits()
     common = {
         **{k: v for k, v in asdict(cfg).items() if not isinstance(v, dict)},
-        "max_batch_size": cfg.max_texts_per_request,
+        "max_batch_size": texts_per_request,
         "max_text_chars": window.max_text_chars,
         "window_tokens": window.window_tokens,
         "overlap_tokens": window.overlap_tokens,
         "length_buckets": ",".join(map(str, window.length_buckets)),
-        "max_rows_per_request": window.max_rows_per_request,
+        "max_rows_per_request": rows_per_request,
         "num_labels": len(labels),
         "labels": ",".join(labels),
         "entity_types": ",".join(entity_types(labels)),
@@ -194,18 +201,36 @@ def write_repository(
             if python_model.exists():
                 python_model.unlink()
             shutil.rmtree(encoder_dir / "ner_pipeline", ignore_errors=True)
+            problems = native.unloadable(encoder_dir / "model.onnx")
+            if problems:
+                raise CheckpointError(f"{encoder}: ONNX Runtime 1.19 (Triton 24.10's native backend) cannot load "
+                                      f"this graph: {'; '.join(problems)} (export/native.py)")
         values = {**common, "name": encoder, "precision": precision, "onnx_sha256": sha256(encoder_dir / "model.onnx")}
+        if cfg.run_cost == "graph":
+            values["run_cost"] = str(graph_run_cost(encoder_dir / "model.onnx"))
+        values["vocab_size"] = embedding_rows(str(encoder_dir / "model.onnx")) or ""
+        values["max_width"] = max(window.length_buckets)
         if precision == "fp32":
             instances, threads = cfg.fp32_encoder_layout(onnx_files["fp32"])
             values.update(encoder_instances=instances, intra_op_threads=threads)
         values["queue_policy"] = cfg.queue_policy(values["encoder_instances"])
         _fill(TEMPLATES / "encoder" / f"config.{cfg.encoder_backend}.pbtxt", output / encoder / "config.pbtxt", values)
-        (output / ensemble / "1").mkdir(parents=True, exist_ok=True)
-        _fill(TEMPLATES / "ensemble" / "config.pbtxt", output / ensemble / "config.pbtxt",
-              {**common, "name": ensemble, "encoder": encoder, "precision": precision})
 
-    return {
+    ensemble_configs = {output / ensemble / "config.pbtxt" for ensemble in ENSEMBLES}
+    files = {
         str(path.relative_to(output)): sha256(path)
         for path in sorted(output.rglob("*"))
         if path.is_file() and "__pycache__" not in path.parts and path.name != "export_report.json"
+        and path not in ensemble_configs
     }
+    template = Template((TEMPLATES / "ensemble" / "config.pbtxt").read_text())
+    for ensemble, (encoder, precision) in ENSEMBLES.items():
+        values = {**common, "name": ensemble, "encoder": encoder, "precision": precision}
+        # The hash leaves its own parameter out, so the config without it gives the hash the config then carries.
+        unhashed = parse_config(template.substitute(values, model_hash=""))
+        values[HASH_PARAMETER] = model_hash(output, unhashed, files)
+        (output / ensemble / "1").mkdir(parents=True, exist_ok=True)
+        destination = output / ensemble / "config.pbtxt"
+        destination.write_text(template.substitute(values))
+        files[str(destination.relative_to(output))] = sha256(destination)
+    return dict(sorted(files.items()))

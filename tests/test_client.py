@@ -16,6 +16,7 @@ import tritonclient.grpc.aio
 import tritonclient.http
 import tritonclient.http.aio
 
+from export.model_hash import written_hash
 from ner_client import (
     AsyncNerClient, Entity, InputRejected, ModelNotReady, NerClient, NerError, RequestTimeout, ServerUnavailable,
 )
@@ -182,6 +183,7 @@ def test_model_info_and_selection_by_precision(served, protocol):
         with NerClient(url(served, protocol), protocol, **kwargs) as ner:
             info = ner.model_info()
             assert ner.model == info.name == name and info.precision == precision
+            assert info.version == "1" and info.model_hash == written_hash(served.repository, name)
             assert info.labels == labels and set(info.entity_types) == {"PER", "LOC", "ORG"}
             assert info.scheme == "BIO" and info.crf is True
             assert info.max_text_chars == served.report["repository"]["window"]["max_text_chars"]
@@ -192,7 +194,9 @@ def test_model_info_and_selection_by_precision(served, protocol):
         async with AsyncNerClient(url(served, protocol), protocol, precision="fp32") as ner:
             return await ner.model_info()
 
-    assert asyncio.run(main()).precision == "fp32"
+    info = asyncio.run(main())
+    assert info.precision == "fp32" and info.version == "1"
+    assert info.model_hash == written_hash(served.repository, "ner_fp32") != written_hash(served.repository, "ner")
 
 
 def test_url_scheme_sets_the_protocol(served):

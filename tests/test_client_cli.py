@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from export.model_hash import written_hash
 from ner_client.cli import SETTINGS
 from serving.server import free_port
 from texts import AWKWARD_TEXTS, expected_entities
@@ -92,7 +93,8 @@ def test_model_info_and_the_entry_point(served):
     result = ner_client("--info", "--precision", "fp32",
                         env={"NER_TRITON_URL": served.grpc_url, "NER_CLIENT_MODEL": "ner"}, entry_point=True)
     (info,) = records(result)
-    assert info["name"] == "ner_fp32" and info["precision"] == "fp32"
+    assert info["name"] == "ner_fp32" and info["precision"] == "fp32" and info["version"] == "1"
+    assert info["model_hash"] == written_hash(served.repository, "ner_fp32")
     assert info["labels"] == list(served.checkpoint.labels) and info["max_texts_per_request"] >= 1
 
 

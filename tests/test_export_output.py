@@ -1,7 +1,9 @@
 """What the exporter says: label sets whose tags could never make an entity are refused in one line, a missing path
 is called missing, and an export prints its progress and nothing else (which tokenizer files it used and why; why
 bert-base-chinese's vocabulary has ids without a token; no known-harmless warnings of the tracer or the quantizer).
-Real exports of a small random-weight Hugging Face BERT and of the default model, as ``python -m export`` runs them."""
+Real exports of a small random-weight Hugging Face BERT and of the default model, as ``python -m export`` runs them.
+And the model hash each ensemble's config carries: what Triton serves, recomputed from the files, moved by every file
+and parameter that shapes answers and by nothing else."""
 
 from __future__ import annotations
 
@@ -13,11 +15,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import urllib.request
+from dataclasses import replace
+
 import pytest
 
 from export.checkpoint import CheckpointError, load_checkpoint
 from export.labels import check_labels
-from export.repository import REPO_ROOT
+from export.model_hash import RUNTIME_PARAMETERS, model_hash, written_hash
+from export.repository import ENSEMBLES, REPO_ROOT, TEMPLATES, RepositoryConfig, write_repository
+from ner_pipeline.windows import WindowConfig
 from export.synthetic import labels_for
 from ner_pipeline.tagging import chunk, parse_label
 
@@ -160,3 +167,89 @@ def test_an_export_of_the_default_model_prints_its_progress_only(tmp_path):
     assert progress_only(result.stdout) == []
     assert f"      {HOLES_NOTE}" in result.stdout
     assert "tokenizer from vocab.txt + tokenizer_config.json (tokenizer class BertTokenizer: " in result.stdout
+
+
+# ------------------------------------------------------------------------------------------- model hash
+
+
+def rewrite(served, out: Path, cfg: RepositoryConfig = RepositoryConfig(), **changes) -> dict[str, str]:
+    """The served repository written again from its own files into ``out``, with ``changes`` to the inputs of
+    ``write_repository``; returns each ensemble's hash, recomputed from the files."""
+    source = served.repository
+    inputs = {"onnx_files": {"fp32": source / "encoder_fp32" / "1" / "model.onnx",
+                             "int8": source / "encoder_int8" / "1" / "model.onnx"},
+              "tokenizer_json": source / "tokenizer" / "1" / "tokenizer.json",
+              "labels": list(served.checkpoint.labels), "scheme": served.checkpoint.scheme,
+              "crf": served.checkpoint.crf, "cfg": cfg, **changes}
+    write_repository(out, **inputs)
+    return hashes(out)
+
+
+def hashes(repository: Path) -> dict[str, str]:
+    return {ensemble: model_hash(repository, ensemble) for ensemble in ENSEMBLES}
+
+
+@pytest.mark.server
+def test_each_ensemble_serves_the_hash_of_its_files(served):
+    served_hashes = {}
+    for ensemble in ENSEMBLES:
+        url = f"http://{served.http_url}/v2/models/{ensemble}/config"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            served_hashes[ensemble] = json.loads(response.read())["parameters"]["model_hash"]["string_value"]
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}", served_hashes[ensemble])
+        assert served_hashes[ensemble] == written_hash(served.repository, ensemble)
+    assert served_hashes == hashes(served.repository)  # recomputed from the files alone
+    assert served_hashes["ner"] != served_hashes["ner_fp32"]  # one hash per ensemble: their encoders differ
+
+
+@pytest.mark.server
+def test_the_hash_moves_with_what_shapes_answers_and_nothing_else(served, tmp_path):
+    base = rewrite(served, tmp_path / "base")
+    assert base == {e: written_hash(served.repository, e) for e in ENSEMBLES}  # the same inputs, the same hash
+
+    # Not the export report, Python's bytecode caches, instance counts, threads, queues or the response cache.
+    (tmp_path / "base" / "export_report.json").write_text('{"anything": 1}')
+    cache = tmp_path / "base" / "decoder" / "1" / "ner_pipeline" / "__pycache__"
+    cache.mkdir(exist_ok=True)
+    (cache / "tagging.cpython-311.pyc").write_bytes(b"not really")
+    assert hashes(tmp_path / "base") == base
+    tuned = RepositoryConfig(encoder_instances=1, intra_op_threads=2, fp32_encoder_instances=1,
+                             tokenizer_instances=1, decoder_instances=1, max_queue_size=16, response_cache=False)
+    assert rewrite(served, tmp_path / "tuned", tuned) == base
+
+    # Labels, CRF, windows, limits: both ensembles.
+    labels = list(served.checkpoint.labels)
+    for name, changes in [("labels", {"labels": labels[:1] + labels[:0:-1]}), ("crf", {"crf": None}),
+                          ("window", {"cfg": RepositoryConfig(window=replace(WindowConfig(), overlap_tokens=64))}),
+                          ("limit", {"cfg": RepositoryConfig(max_texts_per_request=8)})]:
+        changed = rewrite(served, tmp_path / name, **changes)
+        assert all(changed[e] != base[e] for e in ENSEMBLES), name
+
+    # An ONNX file: only the ensemble that runs it.
+    int8_as_fp32 = {"fp32": served.repository / "encoder_fp32" / "1" / "model.onnx",
+                    "int8": served.repository / "encoder_fp32" / "1" / "model.onnx"}
+    changed = rewrite(served, tmp_path / "onnx", onnx_files=int8_as_fp32)
+    assert changed["ner"] != base["ner"] and changed["ner_fp32"] == base["ner_fp32"]
+
+    # Code and tokenizer, edited in place: the hash recomputed from the files moves, and the config's is then stale.
+    root = tmp_path / "base"
+    for path, moved in [(root / "encoder_int8" / "1" / "model.py", {"ner"}),
+                        (root / "decoder" / "1" / "ner_pipeline" / "tagging.py", {"ner", "ner_fp32"}),
+                        (root / "tokenizer" / "1" / "tokenizer.json", {"ner", "ner_fp32"})]:
+        before = hashes(root)
+        with open(path, "ab") as f:
+            f.write(b" ")
+        after = hashes(root)
+        assert {e for e in ENSEMBLES if after[e] != before[e]} == moved, path
+    assert hashes(root) != {e: written_hash(root, e) for e in ENSEMBLES}
+
+
+@pytest.mark.unit
+def test_every_parameter_left_out_of_the_hash_is_one_a_template_writes():
+    """A renamed speed or memory parameter would otherwise count in the hash without anyone noticing."""
+    written = set()
+    for template in TEMPLATES.glob("*/config*.pbtxt"):
+        written |= set(re.findall(r'parameters \{ key: "([^"]+)"', template.read_text()))
+    assert RUNTIME_PARAMETERS <= written, RUNTIME_PARAMETERS - written
+    assert "model_hash" in written and not RUNTIME_PARAMETERS & {"labels", "scheme", "crf", "window_tokens",
+                                                                  "overlap_tokens", "max_text_chars", "precision"}

@@ -1,6 +1,7 @@
 """The web UI's gateway (python -m webui) against a real tritonserver: the page and /healthz, the /ws protocol (answers,
-ids, errors), oversize and malformed messages, the Origin and Host checks, many connections at once, cancelled
-requests, and a Triton restart while a WebSocket stays open."""
+ids, errors, the model hash of every answer), oversize and malformed messages, the Origin and Host checks, many
+connections at once, cancelled requests, and a Triton restart on a re-exported repository while a WebSocket stays
+open."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from export.model_hash import written_hash
 from serving.processes import stop
 from serving.server import ServerConfig, TritonServer, free_port, tail
+from test_export_output import rewrite
 from texts import AWKWARD_TEXTS, expected_entities
 from triton_calls import infer
 
@@ -180,13 +183,15 @@ def test_serves_the_page_and_nothing_else(gateway):
 
 
 @pytest.mark.server
-def test_healthz_reports_triton_ready(gateway):
+def test_healthz_reports_triton_ready(served, gateway):
     status, headers, body = http_get(gateway.url + "/healthz")
     assert status == 200 and headers["content-type"] == "application/json"
     health = json.loads(body)
     assert health["triton_ready"] is True
-    assert health["models"]["ner"] == {"ready": True, "precision": "int8"}
-    assert health["models"]["ner_fp32"] == {"ready": True, "precision": "fp32"}
+    assert health["models"]["ner"] == {"ready": True, "precision": "int8",
+                                       "model_hash": written_hash(served.repository, "ner")}
+    assert health["models"]["ner_fp32"] == {"ready": True, "precision": "fp32",
+                                            "model_hash": written_hash(served.repository, "ner_fp32")}
 
 
 @pytest.mark.server
@@ -212,6 +217,7 @@ def test_hello_lists_the_served_models_and_limits(served, gateway):
     for name in models:  # the types the page shows come from the served model
         assert models[name]["entity_types"] == ensemble_types(served, name)
         assert models[name]["ready"] is True
+        assert models[name]["model_hash"] == written_hash(served.repository, name)
     assert hello["limits"] == {"max_message_bytes": 1024 * 1024, "max_text_chars": 100_000, "max_pending": 8}
 
 
@@ -221,18 +227,20 @@ def test_hello_lists_the_served_models_and_limits(served, gateway):
 def test_answers_equal_the_servers(served, gateway, model, served_as):
     texts = AWKWARD_TEXTS + ["   \t\n "]
     direct = infer(served, "http", texts, served_as)
+    model_hash = written_hash(served.repository, served_as)
     with connect(gateway.ws_url, origin=gateway.origin) as ws:
         for i, (text, want) in enumerate(zip(texts, direct)):
             reply = ask(ws, f"req-{i}", text, model)
-            assert set(reply) == {"id", "entities", "latency_ms", "model"}, reply
-            assert reply["id"] == f"req-{i}" and reply["model"] == served_as
+            assert set(reply) == {"id", "entities", "latency_ms", "model", "model_hash"}, reply
+            assert reply["id"] == f"req-{i}" and reply["model"] == served_as and reply["model_hash"] == model_hash
             assert isinstance(reply["latency_ms"], (int, float)) and reply["latency_ms"] >= 0
             assert triples(reply["entities"]) == triples(want) == expected_entities(text), text
             assert [e["span"] for e in reply["entities"]] == [e["span"] for e in want]
             # INT8 activations are quantized per request (dynamic quantization): a batch of other texts may move a
             # score in its last digits.
             assert [e["score"] for e in reply["entities"]] == pytest.approx([e["score"] for e in want], abs=2e-3)
-        assert ask(ws, 0, "", model) == {"id": 0, "entities": [], "latency_ms": 0.0, "model": served_as}
+        assert ask(ws, 0, "", model) == {"id": 0, "entities": [], "latency_ms": 0.0, "model": served_as,
+                                         "model_hash": model_hash}
 
 
 @pytest.mark.server
@@ -416,9 +424,13 @@ def test_closed_websocket_cancels_its_pending_requests(served, gateway):
 
 @pytest.mark.server
 def test_triton_restart_while_a_connection_is_open(served, tmp_path):
-    """Our own tritonserver (never the shared one) is stopped and started on the same ports under an open
-    WebSocket: the page is told, gets clear errors meanwhile, and the next request succeeds once Triton is back."""
-    cfg = ServerConfig(model_repository=served.repository, http_port=free_port(), grpc_port=free_port(),
+    """Our own tritonserver (never the shared one) on a copy of the repository is stopped, the repository exported
+    anew (`ner` on the FP32 ONNX file), and Triton started on the same ports under an open WebSocket: the page is
+    told, gets clear errors meanwhile, and once Triton is back the next request succeeds, and the page, /healthz and
+    the answers carry the new repository's hash."""
+    repository = tmp_path / "model_repository"
+    first = rewrite(served, repository)
+    cfg = ServerConfig(model_repository=repository, http_port=free_port(), grpc_port=free_port(),
                        metrics_port=free_port(), log_file=tmp_path / "triton.log")
     triton = TritonServer(cfg).start(timeout=180)
     try:
@@ -426,7 +438,9 @@ def test_triton_restart_while_a_connection_is_open(served, tmp_path):
             wait_healthy(gw)
             with connect(gw.ws_url, origin=gw.origin) as ws:
                 assert receive(ws)["triton_ready"] is True
-                assert triples(ask(ws, 1, "张三在北京")["entities"]) == [("PER", 0, 2), ("LOC", 3, 5)]
+                reply = ask(ws, 1, "张三在北京")
+                assert triples(reply["entities"]) == [("PER", 0, 2), ("LOC", 3, 5)]
+                assert reply["model_hash"] == first["ner"]
 
                 triton.stop()
                 reply = ask(ws, 2, "李四在上海")
@@ -435,6 +449,9 @@ def test_triton_restart_while_a_connection_is_open(served, tmp_path):
                 status, _, body = http_get(gw.url + "/healthz")
                 assert status == 503 and json.loads(body)["triton_ready"] is False
 
+                fp32 = served.repository / "encoder_fp32" / "1" / "model.onnx"
+                second = rewrite(served, repository, onnx_files={"fp32": fp32, "int8": fp32})
+                assert second["ner"] != first["ner"] and second["ner_fp32"] == first["ner_fp32"]
                 triton.start(timeout=180)
                 # The gateway notices by itself and tells the page ...
                 deadline = time.monotonic() + 60
@@ -442,9 +459,14 @@ def test_triton_restart_while_a_connection_is_open(served, tmp_path):
                     message = receive(ws, max(0.1, deadline - time.monotonic()))
                     if message.get("type") == "status" and message["triton_ready"]:
                         break
-                # ... and the next request, on the same connection, succeeds.
-                assert triples(ask(ws, 3, "欧阳娜娜在乌鲁木齐")["entities"]) == [("PER", 0, 4), ("LOC", 5, 9)]
-            assert wait_healthy(gw)["triton_ready"] is True
+                assert {m["name"]: m["model_hash"] for m in message["models"]} == second
+                # ... and the next request, on the same connection, succeeds, from the new repository.
+                reply = ask(ws, 3, "欧阳娜娜在乌鲁木齐")
+                assert triples(reply["entities"]) == [("PER", 0, 4), ("LOC", 5, 9)]
+                assert reply["model_hash"] == second["ner"]
+            health = wait_healthy(gw)
+            assert health["triton_ready"] is True
+            assert {name: m["model_hash"] for name, m in health["models"].items()} == second
     finally:
         triton.stop()
 

@@ -6,9 +6,12 @@ Exposed: ``/`` (the files of ``webui/static/`` and nothing else), ``/ws`` and ``
 Protocol on ``/ws`` (JSON text frames; see webui/README.md):
 
 - page → gateway: ``{"id": <string|number>, "text": <string>, "model": "ner"|"ner_fp32"|"int8"|"fp32"}``
-- gateway → page: ``{"id", "entities", "latency_ms", "model"}`` or ``{"id", "error", "code"}``; and, without an id,
-  ``{"type": "hello"|"status", "triton_ready", "models", "default_model", "limits"}`` on connect and whenever
-  Triton's readiness changes.
+- gateway → page: ``{"id", "entities", "latency_ms", "model", "model_hash"}`` or ``{"id", "error", "code"}``; and,
+  without an id, ``{"type": "hello"|"status", "triton_ready", "models", "default_model", "limits"}`` on connect and
+  whenever Triton's readiness or a model's hash changes.
+
+Each model's configuration (its hash, types and limits) is read again at every readiness check, so that a repository
+exported anew and served by a restarted Triton is reported as such within one ``health_interval``.
 """
 
 from __future__ import annotations
@@ -130,11 +133,15 @@ class ModelState:
     precision: str | None = None
     entity_types: list[str] = field(default_factory=list)
     max_text_chars: int | None = None
+    model_hash: str | None = None
     ready: bool = False
 
     def public(self) -> dict:
-        return {"name": self.name, "precision": self.precision, "entity_types": self.entity_types,
-                "max_text_chars": self.max_text_chars, "ready": self.ready}
+        return {"name": self.name, "precision": self.precision, "model_hash": self.model_hash,
+                "entity_types": self.entity_types, "max_text_chars": self.max_text_chars, "ready": self.ready}
+
+    def signature(self) -> tuple:
+        return self.ready, self.precision, self.model_hash, tuple(self.entity_types), self.max_text_chars
 
 
 class Connection:
@@ -208,6 +215,7 @@ class Gateway:
     async def _load_info(self, state: ModelState) -> None:
         info = await asyncio.wait_for(self.clients[state.name].model_info(refresh=True), 10)
         state.precision = _get(info, "precision") or state.precision
+        state.model_hash = _get(info, "model_hash") or None
         types = _types_list(_get(info, "entity_types"))
         if not types:  # derive from the labels (B-PER, I-LOC, ...)
             labels = _types_list(_get(info, "labels"))
@@ -217,27 +225,33 @@ class Gateway:
         state.max_text_chars = int(limit) if limit else None
 
     async def refresh(self, max_age: float = 0.0) -> bool:
-        """Checks every model's readiness (loading its configuration when it becomes ready); tells the pages when
-        Triton's state changed. Returns whether Triton is ready (every model ready). With ``max_age``, a check made
-        less than that many seconds ago stands (so /healthz cannot be used to flood Triton)."""
+        """Checks every model's readiness and reads the configuration of each ready one; tells the pages when
+        Triton's state or a model's configuration changed. Returns whether Triton is ready (every model ready). With
+        ``max_age``, a check made less than that many seconds ago stands (so /healthz cannot be used to flood
+        Triton)."""
         async with self._refresh_lock:
             if max_age and time.monotonic() - self._refreshed_at < max_age:
                 return self.triton_ready  # checked just now (by another caller)
-            before = (self.triton_ready, [(m.ready, m.precision, tuple(m.entity_types)) for m in self.models.values()])
+            before = (self.triton_ready, [m.signature() for m in self.models.values()])
             ready = await asyncio.gather(*(self._model_ready(name) for name in self.models))
+            # Read every time, not only when a model becomes ready: a Triton restarted between two checks may serve
+            # a repository exported anew.
+            loaded = await asyncio.gather(*(self._load_info(state) for state, ok in zip(self.models.values(), ready)
+                                            if ok), return_exceptions=True)
+            failed = iter(loaded)
             for state, ok in zip(self.models.values(), ready):
-                if ok and (not state.ready or not state.entity_types):
-                    try:
-                        await self._load_info(state)
-                    except Exception as err:  # noqa: BLE001
+                if ok:
+                    err = next(failed)
+                    if err is not None:
                         log.warning("could not read the configuration of %s: %r", state.name, err)
                         ok = False
                 state.ready = ok
-            self.triton_ready = all(ready)
+            self.triton_ready = all(m.ready for m in self.models.values())
             self._refreshed_at = time.monotonic()
-            after = (self.triton_ready, [(m.ready, m.precision, tuple(m.entity_types)) for m in self.models.values()])
+            after = (self.triton_ready, [m.signature() for m in self.models.values()])
             if after != before:
-                log.info("Triton %s", "ready" if self.triton_ready else "not ready")
+                log.info("Triton %s; %s", "ready" if self.triton_ready else "not ready",
+                         ", ".join(f"{m.name} {m.model_hash or '?'}" for m in self.models.values()))
                 await self.broadcast(self.status("status"))
             return self.triton_ready
 
@@ -496,14 +510,16 @@ async def answer(gateway: Gateway, conn: Connection, request_id: Any, text: str,
         log.exception("request %r failed", request_id)
         await conn.send({"id": request_id, "error": "internal error in the gateway", "code": "internal"})
         return
-    await conn.send({"id": request_id, "entities": entities, "latency_ms": round(latency_ms, 2), "model": model})
+    await conn.send({"id": request_id, "entities": entities, "latency_ms": round(latency_ms, 2), "model": model,
+                     "model_hash": gateway.models[model].model_hash})
 
 
 async def healthz(request) -> JSONResponse:
     gateway: Gateway = request.app.state.gateway
     ready = await gateway.refresh(max_age=min(1.0, gateway.settings.health_interval))
     body = {"gateway": "ok", "triton_ready": ready,
-            "models": {m.name: {"ready": m.ready, "precision": m.precision} for m in gateway.models.values()},
+            "models": {m.name: {"ready": m.ready, "precision": m.precision, "model_hash": m.model_hash}
+                       for m in gateway.models.values()},
             "connections": len(gateway.connections)}
     return JSONResponse(body, status_code=200 if ready else 503)
 

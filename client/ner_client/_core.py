@@ -162,8 +162,9 @@ def backoff_delay(attempt: int, base: float) -> float:
     return min(BACKOFF_CAP, base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
 
 
-def parse_model_info(name: str, config: dict[str, Any]) -> ModelInfo:
-    """From the JSON model configuration (HTTP, or gRPC with ``as_json=True`` and its ``config`` key unwrapped)."""
+def parse_model_info(name: str, config: dict[str, Any], metadata: dict[str, Any]) -> ModelInfo:
+    """From the JSON model configuration (HTTP, or gRPC with ``as_json=True`` and its ``config`` key unwrapped) and
+    the model's metadata (its ``versions``)."""
     params = {k: (v or {}).get("string_value", "") for k, v in (config.get("parameters") or {}).items()}
 
     def integer(key: str, fallback: int) -> int:
@@ -176,8 +177,11 @@ def parse_model_info(name: str, config: dict[str, Any]) -> ModelInfo:
         return tuple(x.strip() for x in params.get(key, "").split(",") if x.strip())
 
     max_batch = int(config.get("max_batch_size") or 0)
+    versions = sorted(metadata.get("versions") or [], key=lambda v: (len(v), v))
     return ModelInfo(
         name=config.get("name") or name,
+        version=versions[-1] if versions else "",
+        model_hash=params.get("model_hash", ""),
         precision=params.get("precision", ""),
         labels=names("labels"),
         entity_types=names("entity_types"),

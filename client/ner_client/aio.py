@@ -56,6 +56,10 @@ class _AioGrpcTransport:
         return (await self._checked(timeout, self.client.get_model_config(model, as_json=True,
                                                                           client_timeout=timeout)))["config"]
 
+    async def metadata(self, model: str, timeout: float) -> dict:
+        return await self._checked(timeout, self.client.get_model_metadata(model, as_json=True,
+                                                                           client_timeout=timeout))
+
     async def model_ready(self, model: str, timeout: float) -> bool:
         return await self._checked(timeout, self.client.is_model_ready(model, client_timeout=timeout))
 
@@ -106,6 +110,9 @@ class _AioHttpTransport:
 
     async def config(self, model: str, timeout: float) -> dict:
         return await self._bounded(timeout, self.client.get_model_config(model))
+
+    async def metadata(self, model: str, timeout: float) -> dict:
+        return await self._bounded(timeout, self.client.get_model_metadata(model))
 
     async def model_ready(self, model: str, timeout: float) -> bool:
         return await self._bounded(timeout, self.client.is_model_ready(model))
@@ -174,7 +181,8 @@ class AsyncNerClient(ClientBase):
     async def model_info(self, refresh: bool = False) -> ModelInfo:
         if self._info is None or refresh:
             config = await self._call(lambda transport, timeout: transport.config(self.model, timeout))
-            self._info = parse_model_info(self.model, config)
+            metadata = await self._call(lambda transport, timeout: transport.metadata(self.model, timeout))
+            self._info = parse_model_info(self.model, config, metadata)
         return self._info
 
     async def ready(self) -> bool:

@@ -61,7 +61,8 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
                              environ=environ, epilog=EPILOG)
     parser.add_argument("texts", nargs="*", metavar="TEXT", help="texts to tag, one per argument")
     parser.add_argument("--info", action="store_true",
-                        help="print the served model's labels and limits as JSON, and exit")
+                        help="print the served model's name, version, model hash, labels and limits as JSON, and "
+                             "exit")
     return parser
 
 

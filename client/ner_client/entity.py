@@ -27,9 +27,13 @@ class Entity:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """The served ensemble's configuration, as the server reports it (``GET /v2/models/<model>/config``)."""
+    """The served ensemble, as the server reports it: its configuration (``GET /v2/models/<model>/config``) and the
+    versions it serves (``GET /v2/models/<model>``). ``model_hash`` (``sha256:…``) identifies everything that shapes
+    its answers: the same hash, the same answers."""
 
     name: str
+    version: str
+    model_hash: str
     precision: str
     labels: tuple[str, ...]
     entity_types: tuple[str, ...]
@@ -42,6 +46,8 @@ class ModelInfo:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "version": self.version,
+            "model_hash": self.model_hash,
             "precision": self.precision,
             "labels": list(self.labels),
             "entity_types": list(self.entity_types),

@@ -54,6 +54,10 @@ class _GrpcTransport:
         return self._checked(timeout, lambda: self.client.get_model_config(model, as_json=True,
                                                                            client_timeout=timeout)["config"])
 
+    def metadata(self, model: str, timeout: float) -> dict:
+        return self._checked(timeout, lambda: self.client.get_model_metadata(model, as_json=True,
+                                                                             client_timeout=timeout))
+
     def model_ready(self, model: str, timeout: float) -> bool:
         return self._checked(timeout, lambda: self.client.is_model_ready(model, client_timeout=timeout))
 
@@ -115,6 +119,9 @@ class _HttpTransport:
     def config(self, model: str, timeout: float) -> dict:
         return self._bounded(timeout, lambda: self.client.get_model_config(model))
 
+    def metadata(self, model: str, timeout: float) -> dict:
+        return self._bounded(timeout, lambda: self.client.get_model_metadata(model))
+
     def model_ready(self, model: str, timeout: float) -> bool:
         return self._bounded(timeout, lambda: self.client.is_model_ready(model))
 
@@ -174,10 +181,12 @@ class NerClient(ClientBase):
         return results  # type: ignore[return-value]
 
     def model_info(self, refresh: bool = False) -> ModelInfo:
-        """Labels, entity types, precision and limits, as the served model's configuration reports them."""
+        """Name, version, model hash, labels, entity types, precision and limits, as the server reports them (read
+        once; ``refresh`` reads them again)."""
         if self._info is None or refresh:
             config = self._call(lambda transport, timeout: transport.config(self.model, timeout))
-            self._info = parse_model_info(self.model, config)
+            metadata = self._call(lambda transport, timeout: transport.metadata(self.model, timeout))
+            self._info = parse_model_info(self.model, config, metadata)
         return self._info
 
     def ready(self) -> bool:

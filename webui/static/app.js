@@ -438,8 +438,10 @@ function describeModel() {
   const info = state.models.get(state.model);
   el.modelInfo.textContent = info
     ? `Model ${info.name} (${info.precision || "?"}): types ${servedTypes().join(", ")}; up to ` +
-      `${(info.max_text_chars || state.limits.max_text_chars || 0).toLocaleString()} characters.`
+      `${(info.max_text_chars || state.limits.max_text_chars || 0).toLocaleString()} characters.` +
+      (info.model_hash ? ` Model hash ${info.model_hash.slice(0, 19)}…` : "")
     : "";
+  el.modelInfo.title = (info && info.model_hash) || "";
 }
 
 // ---------------------------------------------------------------------------------------------- wiring
