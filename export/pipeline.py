@@ -17,7 +17,8 @@ from .checkpoint import describe, load_checkpoint, tokenizer_source
 from .tokenizer_files import save_tokenizer
 from .onnx_export import OnnxExportConfig, export_fp32, max_abs_difference, onnx_session
 from .quantize import QuantizationConfig, label_agreement, quantize_int8
-from .repository import RepositoryConfig, write_repository
+from .model_hash import written_hash
+from .repository import ENSEMBLES, RepositoryConfig, write_repository
 
 # Parity samples: mixed scripts, full-width forms, emoji, combining marks, and one text long enough for windows.
 SAMPLE_TEXTS = [
@@ -111,6 +112,7 @@ def export_checkpoint(checkpoint_dir: Path, output: Path, repo_cfg: RepositoryCo
         "quantization": asdict(quant_cfg),
         "calibration": calibrated_on,
         "repository": asdict(repo_cfg),
+        "model_hash": {ensemble: written_hash(output, ensemble) for ensemble in ENSEMBLES},
         "files_sha256": files,
     }
     (output / "export_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))

@@ -200,6 +200,7 @@ def test_each_ensemble_serves_the_hash_of_its_files(served):
         assert served_hashes[ensemble] == written_hash(served.repository, ensemble)
     assert served_hashes == hashes(served.repository)  # recomputed from the files alone
     assert served_hashes["ner"] != served_hashes["ner_fp32"]  # one hash per ensemble: their encoders differ
+    assert served.report["model_hash"] == served_hashes
 
 
 @pytest.mark.server
