@@ -56,6 +56,8 @@ SETTINGS = SettingGroup("NER_EXPORT_", (
             "auto: 1 with 2 instances, else 2", type=count_or_auto, shown="auto"),
     Setting("max_queue_delay_us", R.max_queue_delay_us, "dynamic batching delay, at most 2000",
             type=non_negative_int),
+    Setting("max_tokens_per_run", R.max_tokens_per_run, "padded tokens of one encoder call at most (the Python "
+            "encoder's runs; the native backend's rows per call are this // 512)", type=positive_int),
     Setting("run_planning", R.run_planning, "how the Python-backend encoder groups rows of different lengths: cost "
             "(the cheapest plan under a cost model of one call) or ratio (padding at most a fixed share)",
             choices=RUN_PLANNINGS),
@@ -72,7 +74,8 @@ def configs(args) -> tuple[RepositoryConfig, OnnxExportConfig, QuantizationConfi
         encoder_backend=args.encoder_backend, max_texts_per_request=args.max_texts_per_request, window=window,
         encoder_instances=args.encoder_instances, intra_op_threads=args.intra_op_threads,
         fp32_encoder_instances=args.fp32_encoder_instances, fp32_intra_op_threads=args.fp32_intra_op_threads,
-        max_queue_delay_us=args.max_queue_delay_us, run_planning=args.run_planning, run_cost=args.run_cost,
+        max_queue_delay_us=args.max_queue_delay_us, max_tokens_per_run=args.max_tokens_per_run,
+        run_planning=args.run_planning, run_cost=args.run_cost,
         response_cache=args.response_cache)
     quant_cfg = QuantizationConfig(mode=args.quantization, reduce_range=args.reduce_range)
     calibration_cfg = CalibrationConfig(file=args.calibration_file, data_dir=args.data_dir,
