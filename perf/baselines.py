@@ -6,8 +6,10 @@
    decoding (``ner_pipeline``: windows, CRF Viterbi, offsets).
 2. ``onnx_session``: the compute limit. One ONNX Runtime session (``intra_op_num_threads=2``, all graph
    optimisations) over the texts one at a time, each at its own length; tokenisation is done beforehand and not timed.
-3. ``int8_accuracy``: entity-level precision/recall/F1 against MSRA's gold entities, for FP32, INT8 (VNNI build) and
-   INT8 with ``reduce_range``, all decoded by the served decoder's code.
+3. ``int8_accuracy``: entity-level precision/recall/F1 against MSRA's gold entities, for FP32 and each INT8 build
+   (static as served, dynamic, static with ``reduce_range``), all decoded by the served decoder's code.
+4. ``int8_label_agreement``: how often each INT8 build gives FP32's labels (the decoder's), and
+   ``batch_dependence``: how far a row's logits move when it shares a call with other rows.
 """
 
 from __future__ import annotations
@@ -187,14 +189,64 @@ def _entity_scores(predicted: list[set], gold: list[set]) -> dict:
             "gold": n_gold}
 
 
-def int8_accuracy(onnx_files: dict[str, Path], export_dir: Path, sentences) -> dict:
-    """Entity P/R/F1 (exact span and type) on MSRA test sentences per ONNX file, with the served decoder's code, and
-    the share of sentences whose entities equal FP32's."""
-    from ner_pipeline import CrfParameters, Decoder, WindowConfig, encode_texts, load_tokenizer
+def _decoder(export_dir: Path):
+    from ner_pipeline import CrfParameters, Decoder
 
     labels = json.loads((export_dir / "decoder" / "1" / "labels.json").read_text())
     crf_path = export_dir / "decoder" / "1" / "crf.npz"
-    decoder = Decoder(labels, CrfParameters.from_npz(str(crf_path)) if crf_path.exists() else None)
+    return Decoder(labels, CrfParameters.from_npz(str(crf_path)) if crf_path.exists() else None)
+
+
+def int8_label_agreement(onnx_files: dict[str, Path], export_dir: Path, texts: list[str]) -> dict[str, float]:
+    """Per INT8 file (every entry but ``fp32``), the share of scored positions where the decoder's label (CRF
+    Viterbi, or argmax) equals FP32's: the exporter's ``label_agreement``, one text per call."""
+    from export.quantize import label_agreement
+    from ner_pipeline import WindowConfig, encode_texts, load_tokenizer
+
+    decoder = _decoder(export_dir)
+    tokenizer, window = load_tokenizer(str(export_dir / "tokenizer" / "1" / "tokenizer.json")), WindowConfig()
+    rows = []
+    for text in texts:
+        batch = encode_texts(tokenizer, [text], window)
+        rows.append((batch.input_ids, batch.attention_mask, batch.word_spans[..., 0] >= 0))
+    fp32 = ort_session(onnx_files["fp32"])
+    agreement = {name: round(label_agreement(fp32, ort_session(path), rows,
+                                             tag=lambda emissions: decoder.tag_window(emissions)[0]), 5)
+                 for name, path in onnx_files.items() if name != "fp32"}
+    del fp32
+    gc.collect()
+    return agreement
+
+
+def batch_dependence(onnx_files: dict[str, Path], tokenizer_json: Path, texts: list[str], rows: int = 8) -> dict:
+    """Per ONNX file, the largest change of a logit at a real position between a row run alone (at its own length)
+    and the same row run in one call with the other ``rows - 1`` rows (padded to the longest)."""
+    chosen = [row for per_text in rows_per_text(tokenizer_json, texts) for row in per_text][:rows]
+    width = max(ids.shape[1] for ids, _ in chosen)
+    ids = np.zeros((len(chosen), width), dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for r, (row_ids, row_mask) in enumerate(chosen):
+        ids[r, : row_ids.shape[1]], mask[r, : row_mask.shape[1]] = row_ids[0], row_mask[0]
+    changes = {}
+    for name, path in onnx_files.items():
+        session = ort_session(path)
+        together = session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
+        changes[name] = float(max(
+            np.abs(session.run(["logits"], {"input_ids": row_ids, "attention_mask": row_mask})[0][0]
+                   - together[r, : row_ids.shape[1]]).max()
+            for r, (row_ids, row_mask) in enumerate(chosen)))
+        del session
+    gc.collect()
+    return {"rows": len(chosen), "max_abs_logit_change": changes}
+
+
+def int8_accuracy(onnx_files: dict[str, Path], export_dir: Path, sentences) -> dict:
+    """Entity P/R/F1 (exact span and type) on MSRA test sentences per ONNX file, with the served decoder's code, and
+    the share of sentences whose entities equal FP32's."""
+    from ner_pipeline import WindowConfig, encode_texts, load_tokenizer
+
+    decoder = _decoder(export_dir)
+    labels = decoder.labels
     tokenizer, window = load_tokenizer(str(export_dir / "tokenizer" / "1" / "tokenizer.json")), WindowConfig()
     encoded = [encode_texts(tokenizer, [s.text], window) for s in sentences]
     gold = [set(s.entities) for s in sentences]

@@ -19,7 +19,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ner_model.data import REPO_ROOT, vocab_file
+from export.quantize import QuantizationConfig
 from export.repository import RepositoryConfig
+from ner_pipeline.windows import WindowConfig
 
 BUILD = REPO_ROOT / "build" / "perf"
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "default"
@@ -58,7 +60,8 @@ def default_model(directory: Path | None = None, log=print) -> ModelSpec:
         return ModelSpec("default", chosen, f"{name} ({model_type})", model_type)
     if directory is not None:
         raise FileNotFoundError(f"{directory} has no config.json")
-    return tiny_model(log)
+    tiny = tiny_model(log)
+    return replace(tiny, description=f"{tiny.description}; models/default not present")
 
 
 def tiny_model(log=print) -> ModelSpec:
@@ -72,7 +75,7 @@ def tiny_model(log=print) -> ModelSpec:
         shutil.rmtree(partial, ignore_errors=True)
         build(partial, scheme="BIO", crf=True, verbose=False)
         partial.rename(path)
-    return ModelSpec("default", path, "tiny generated BERT (2 layers × 64; models/default not present yet)", "bert")
+    return ModelSpec("default", path, "tiny generated BERT (2 layers × 64)", "bert")
 
 
 def bert_base_model(log=print) -> ModelSpec:
@@ -182,16 +185,41 @@ def exported(spec: ModelSpec, log=print) -> Path:
     return output
 
 
-def reduce_range_onnx(export_dir: Path, log=print) -> Path:
-    """INT8 with ``reduce_range`` (7-bit weights, for CPUs without VNNI), quantized from the export's FP32 file by
-    the exporter's own quantizer (what ``python -m export --reduce-range`` writes as ``encoder_int8``)."""
-    from export.quantize import QuantizationConfig, quantize_int8
+# INT8 builds measured beside the served one (static, calibrated at export): the dynamic quantization the project
+# served before, and static with 7-bit weights for CPUs without VNNI.
+INT8_VARIANTS = {
+    "dynamic": QuantizationConfig(mode="dynamic"),
+    "reduce_range": QuantizationConfig(mode="static", reduce_range=True),
+}
 
-    out = export_dir / "perf-int8-reduce-range.onnx"
+
+def export_window(export_dir: Path) -> WindowConfig:
+    """The window configuration the export was made with (its ``export_report.json``)."""
+    saved = json.loads((export_dir / "export_report.json").read_text())["repository"]["window"]
+    return WindowConfig(**{**saved, "length_buckets": tuple(saved["length_buckets"])})
+
+
+def int8_variant_onnx(export_dir: Path, name: str, log=print) -> Path:
+    """``INT8_VARIANTS[name]`` quantized from the export's FP32 file by the exporter's own quantizer; a static one is
+    calibrated as the export calibrates (the same training texts, the export's tokenizer file and window
+    configuration). Cached in the export's folder under a name that covers the configuration."""
+    from export.calibration import CalibrationConfig, calibration_rows, calibration_texts
+    from export.quantize import quantize_int8
+    from ner_pipeline.windows import load_tokenizer
+
+    cfg = INT8_VARIANTS[name]
+    key = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:8]
+    out = export_dir / f"perf-int8-{name.replace('_', '-')}-{key}.onnx"
     if not out.exists():
-        log(f"quantizing {export_dir.name} with reduce_range")
+        log(f"quantizing {export_dir.name} to INT8 {name} ({cfg})")
+        calibration = None
+        if cfg.mode == "static":
+            calibration_cfg = CalibrationConfig()
+            _, texts = calibration_texts(calibration_cfg)
+            tokenizer = load_tokenizer(str(export_dir / "tokenizer" / "1" / "tokenizer.json"))
+            calibration = calibration_rows(tokenizer, texts, export_window(export_dir), calibration_cfg.rows_per_call)
         partial = out.with_suffix(".partial.onnx")
-        quantize_int8(export_dir / "encoder_fp32" / "1" / "model.onnx", partial, QuantizationConfig(reduce_range=True))
+        quantize_int8(export_dir / "encoder_fp32" / "1" / "model.onnx", partial, cfg, calibration)
         partial.rename(out)
     return out
 

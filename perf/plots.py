@@ -1,5 +1,5 @@
 """PNG plots of one run: throughput against concurrency, latency percentiles against concurrency, FP32 against
-INT8 (and the baselines)."""
+the INT8 builds (and the baselines)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def render(results: dict, out: Path) -> dict:
     panels = {
         "throughput_vs_concurrency": (_throughput, "Throughput against concurrency"),
         "latency_percentiles": (_latencies, "Latency percentiles of the INT8 ensemble (client SDK, gRPC)"),
-        "fp32_vs_int8": (_precisions, "FP32 against INT8"),
+        "fp32_vs_int8": (_precisions, "FP32 against the INT8 builds (static is served)"),
     }
     files = {}
     for name, (draw, title) in panels.items():
@@ -44,7 +44,7 @@ def render(results: dict, out: Path) -> dict:
 
 
 def _throughput(ax, r: dict) -> None:
-    for model, label in (("ner", "Triton INT8 (SDK, gRPC)"), ("ner_fp32", "Triton FP32 (SDK, gRPC)")):
+    for model, label in (("ner", "Triton INT8 static (SDK, gRPC)"), ("ner_fp32", "Triton FP32 (SDK, gRPC)")):
         points = r["triton_sdk"][model]
         ax.plot([p["concurrency"] for p in points], [p["throughput_per_s"] for p in points], "o-", label=label)
     pa = [p for p in r["perf_analyzer"].get("runs", []) if p["model"] == "ner" and p["protocol"] == "grpc"
@@ -52,7 +52,7 @@ def _throughput(ax, r: dict) -> None:
     if pa:
         ax.plot([p["concurrency"] for p in pa], [p["throughput_per_s"] for p in pa], "s--",
                 label="Triton INT8 (perf_analyzer, gRPC)")
-    for key, label, style in (("ort_int8", "ORT session INT8, batch 1", ":"),
+    for key, label, style in (("ort_int8", "ORT session INT8 (static), batch 1", ":"),
                               ("ort_fp32", "ORT session FP32, batch 1", "-."),
                               ("naive", "naive PyTorch pipeline", "--")):
         ax.axhline(r["baselines"][key]["throughput_per_s"], linestyle=style, color="grey", linewidth=1)
@@ -83,19 +83,26 @@ def _latencies(ax, r: dict) -> None:
 
 
 def _precisions(ax, r: dict) -> None:
+    """In process, batch 1: FP32 and every INT8 build; through Triton at the best concurrency: FP32 and the served
+    INT8. The ratio over each group's FP32 bar is written over its bars."""
+    from .report import BUILDS
+
     best = {m: max(p["throughput_per_s"] for p in r["triton_sdk"][m]) for m in ("ner", "ner_fp32")}
-    labels = ["ORT session\nbatch 1", "Triton\nbest concurrency"]
-    fp32 = [r["baselines"]["ort_fp32"]["throughput_per_s"], best["ner_fp32"]]
-    int8 = [r["baselines"]["ort_int8"]["throughput_per_s"], best["ner"]]
-    xs = range(len(labels))
-    width = 0.27
-    ax.bar([x - width for x in xs], fp32, width, label="FP32")
-    ax.bar(list(xs), int8, width, label="INT8 (VNNI)")
-    ax.bar([xs[0] + width], [r["baselines"]["ort_int8_reduce_range"]["throughput_per_s"]], width,
-           label="INT8 reduce_range")
-    for x, f, i in zip(xs, fp32, int8):
-        ax.annotate(f"×{i / f:.2f}", (x, i), ha="center", xytext=(0, 3), textcoords="offset points", fontsize=8)
-    ax.set_xticks(list(xs), labels)
+    groups = [("ORT session\nbatch 1", {key: r["baselines"][f"ort_{key}"]["throughput_per_s"] for key, _, _ in BUILDS
+                                         if f"ort_{key}" in r["baselines"]}),
+              ("Triton\nbest concurrency", {"fp32": best["ner_fp32"], "int8": best["ner"]})]
+    width, labelled = 0.8 / len(BUILDS), set()
+    for x, (_, values) in enumerate(groups):
+        present = [(i, key, label) for i, (key, label, _) in enumerate(BUILDS) if key in values]
+        for slot, (i, key, label) in enumerate(present):
+            xb, h = x + (slot - (len(present) - 1) / 2) * width, values[key]
+            ax.bar(xb, h, width, color=f"C{i}", label=None if key in labelled else label)
+            labelled.add(key)
+            if key != "fp32":
+                ax.annotate(f"×{h / values['fp32']:.2f}", (xb, h), ha="center", xytext=(0, 3),
+                            textcoords="offset points", fontsize=7)
+    ax.set_ylim(top=1.3 * max(h for _, values in groups for h in values.values()))  # room for the legend
+    ax.set_xticks(range(len(groups)), [name for name, _ in groups])
     ax.set_ylabel("texts per second")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, axis="y")

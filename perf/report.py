@@ -14,12 +14,16 @@ SECTIONS = [
     "perf_analyzer",
     "locust",
     "Memory",
-    "INT8 reduce_range",
+    "INT8 builds",
     "Tuning",
     "Plots",
     "Settings",
 ]
 PSS_LIMIT_BYTES = 1.2e9
+# The in-process files of a run (baselines "ort_<key>"), each with its label and, for INT8, the tuning row that served
+# it through Triton (the INT8 build a row served, "static" for every row but the INT8 variants).
+BUILDS = (("fp32", "FP32", None), ("int8", "INT8 (static, served)", "static"),
+          ("int8_dynamic", "INT8 dynamic", "dynamic"), ("int8_reduce_range", "INT8 reduce_range (static)", "reduce_range"))
 
 
 def best_point(points: list[dict]) -> dict:
@@ -172,12 +176,11 @@ def markdown(results: dict) -> str:
                 f"{t['max_chars']}); client: {'ner_client SDK' if r['client']['sdk'] else 'raw tritonclient (' + r['client']['note'] + ')'}.", ""]
         rows = []
         b = r["baselines"]
-        for key, label in (("naive", "naive PyTorch FP32"), ("ort_fp32", "ORT session FP32"),
-                           ("ort_int8", "ORT session INT8"), ("ort_int8_reduce_range", "ORT session INT8 reduce_range")):
+        for key, label in [("naive", "naive PyTorch FP32")] + [(f"ort_{k}", f"ORT session {l}") for k, l, _ in BUILDS]:
             if key in b:
                 rows.append([label, "1", b[key]["throughput_per_s"], b[key].get("p50_ms"), b[key].get("p95_ms"),
                              b[key].get("p99_ms")])
-        for model, label in (("ner", "Triton INT8 (`ner`)"), ("ner_fp32", "Triton FP32 (`ner_fp32`)")):
+        for model, label in (("ner", "Triton INT8 static (`ner`)"), ("ner_fp32", "Triton FP32 (`ner_fp32`)")):
             for p in r["triton_sdk"][model]:
                 rows.append([label, p["concurrency"], p["throughput_per_s"], p.get("p50_ms"), p.get("p95_ms"),
                              p.get("p99_ms")])
@@ -292,27 +295,42 @@ def markdown(results: dict) -> str:
     out += _table(["model", "when", "total MB", "per process (MB)"], rows)
     out.append("")
 
-    out += ["## INT8 reduce_range", "",
-            "INT8 quantized with `reduce_range=True` (7-bit weights, what CPUs without VNNI need; `python -m export "
-            "--reduce-range`) beside the default INT8 build (full-range, for VNNI), in-process batch 1.", ""]
+    out += ["## INT8 builds", "",
+            "`ner` serves static INT8: its activation scales were calibrated at export on training text and are "
+            "stored in the graph, so a row's scores do not depend on the rows it shares a call with. Dynamic INT8 "
+            "(`python -m export --quantization dynamic`, what `ner` served before) computes each activation scale per "
+            "call over every row of the call, so a text's scores move with what Triton batched it with. reduce_range: "
+            "static with 7-bit weights (`--reduce-range`), for CPUs without VNNI. Each is quantized from the same FP32 "
+            "file by the exporter's quantizer, the static ones calibrated alike. *In process*: one session, batch 1, "
+            "as in Side by side. *Triton*: the tuning sweep's server serving that build as `encoder_int8` (static: "
+            "its `chosen` row; – where the sweep did not run it). *Labels as FP32*: share of scored positions where "
+            "the decoder's label equals FP32's, over the side-by-side texts. *Batch dependence*: the largest change "
+            "of a logit when a row runs in one call with other rows instead of alone.", ""]
     rows = []
     for size in sizes:
-        b = results["sizes"][size]["baselines"]
-        for key, label in (("ort_int8", "INT8 (VNNI build)"), ("ort_int8_reduce_range", "INT8 reduce_range"),
-                           ("ort_fp32", "FP32")):
-            rows.append([size, label, b[key]["throughput_per_s"], b[key].get("p50_ms")])
-    out += _table(["model", "build", "throughput/s", "p50 ms"], rows)
+        r = results["sizes"][size]
+        agreement = r.get("int8_label_agreement", {})
+        dependence = r.get("batch_dependence", {})
+        changes = dependence.get("max_abs_logit_change", {})
+        for key, label, build in BUILDS:
+            b = r["baselines"].get(f"ort_{key}", {})
+            served = next((t for t in r.get("tuning", []) if build and t.get("int8") == build
+                           and (build != "static" or t["variant"] == "chosen")), {})
+            rows.append([size, label, b.get("throughput_per_s"), b.get("p50_ms"), served.get("c8_throughput_per_s"),
+                         served.get("c1_p50_ms"), f"{agreement[key]:.2%}" if key in agreement else "–",
+                         f"{changes[key]:.1e}" if key in changes else "–"])
+    rows_in_batch = {results["sizes"][size].get("batch_dependence", {}).get("rows") for size in sizes} - {None}
+    out += _table(["model", "build", "in process /s", "in process p50 ms", "Triton c=8 /s", "Triton c=1 p50 ms",
+                   "labels as FP32", "batch dependence (max logit change, "
+                   f"{'/'.join(map(str, sorted(rows_in_batch))) or '?'} rows)"], rows)
     acc = results["sizes"].get("default", {}).get("accuracy")
     if acc:
+        names = {key: label for key, label, _ in BUILDS}
         out += ["", f"Accuracy on the default model, {acc['sentences']} MSRA test sentences, entity-level exact match "
                 "(decoded by the served decoder's code):", ""]
         out += _table(["build", "precision", "recall", "F1", "same entities as FP32"],
-                      [[k, v["precision"], v["recall"], v["f1"], v.get("same_entities_as_fp32")]
+                      [[names.get(k, k), v["precision"], v["recall"], v["f1"], v.get("same_entities_as_fp32")]
                        for k, v in acc["scores"].items()])
-    tuning_rr = [row for size in sizes for row in results["sizes"][size].get("tuning", []) if "reduce_range" in row["variant"]]
-    for row in tuning_rr:
-        out += ["", f"Through Triton (tuning sweep): reduce_range INT8 ensemble {row['c8_throughput_per_s']}/s at c=8, "
-                f"p50 {row['c1_p50_ms']} ms at c=1."]
     out.append("")
 
     out += ["## Tuning", "",

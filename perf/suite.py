@@ -72,6 +72,15 @@ class Settings:
                    tiny_for_bert_base=True)
 
 
+# The INT8 builds of models.INT8_VARIANTS, served as encoder_int8 in place of the export's static one in every size's
+# sweep (name: the build, what).
+INT8_TUNING = {
+    "INT8 dynamic": ("dynamic", "INT8 quantized dynamically (activation scales per call: a row's scores depend on "
+                     "its batch)"),
+    "INT8 reduce_range": ("reduce_range", "static INT8 with reduce_range=True (7-bit weights, for CPUs without VNNI)"),
+}
+_INT8_ROWS = [(name, {}, note) for name, (_, note) in INT8_TUNING.items()]
+
 # Variants of the served configuration measured against the chosen one (name, RepositoryConfig overrides, notes).
 TUNING_VARIANTS = {
     "default": [
@@ -80,7 +89,7 @@ TUNING_VARIANTS = {
         ("tokenizer+decoder ×1", {"tokenizer_instances": 1, "decoder_instances": 1}, "one instance of each Python step"),
         ("encoder 1 inst × 2 threads", {"encoder_instances": 1, "intra_op_threads": 2}, "one encoder instance with 2 ORT threads"),
         ("ORT spinning on", {"ort_allow_spinning": 1}, "idle ONNX Runtime threads spin (ORT's default)"),
-    ],
+    ] + _INT8_ROWS,
     "bert-base": [
         ("chosen", {}, "the shipped defaults"),
         ("delay 1000 µs", {"max_queue_delay_us": 1000}, "dynamic-batching delay 1 ms"),
@@ -89,10 +98,9 @@ TUNING_VARIANTS = {
         ("exact lengths only", {"run_planning": "ratio", "max_padding_ratio": 0.0}, "runs hold rows of one real length only (no padding)"),
         ("ORT arena off", {"enable_cpu_mem_arena": 0}, "ONNX Runtime's CPU arena off (malloc, heap trimmed after large runs)"),
         ("ORT spinning on", {"ort_allow_spinning": 1}, "idle ONNX Runtime threads spin (ORT's default)"),
-        ("INT8 reduce_range", {}, "INT8 quantized with reduce_range=True (for CPUs without VNNI)"),
-    ],
+    ] + _INT8_ROWS,
 }
-SMOKE_VARIANTS = {"default": ["delay 1000 µs"], "bert-base": ["INT8 reduce_range"]}
+SMOKE_VARIANTS = {"default": ["delay 1000 µs"], "bert-base": ["INT8 dynamic", "INT8 reduce_range"]}
 
 
 class Log:
@@ -141,14 +149,15 @@ def run_size(size: str, settings: Settings, out: Path, log) -> dict:
     spec = _model_spec(size, settings, log)
     log(f"== {size}: {spec.description}")
     export_dir = models.exported(spec, log)
-    rr_onnx = models.reduce_range_onnx(export_dir, log)
+    int8_variants = {name: models.int8_variant_onnx(export_dir, name, log) for name in models.INT8_VARIANTS}
     repos = out / "repositories" / size  # laid out per run (seconds), removed at the end of the size
     bench_cfg = models.bench_repository_config()
     repo = models.serving_repository(export_dir, repos / "bench", bench_cfg)
     export_report = json.loads((export_dir / "export_report.json").read_text())
     tokenizer_json = export_dir / "tokenizer" / "1" / "tokenizer.json"
     onnx = {"fp32": export_dir / "encoder_fp32" / "1" / "model.onnx",
-            "int8": export_dir / "encoder_int8" / "1" / "model.onnx", "int8_reduce_range": rr_onnx}
+            "int8": export_dir / "encoder_int8" / "1" / "model.onnx",
+            **{f"int8_{name}": path for name, path in int8_variants.items()}}
     n_texts = settings.baseline_texts[size]
     texts = [s.text for s in msra_sentences(max(n_texts, settings.sdk_requests[size]))]
     base_texts = texts[:n_texts]
@@ -175,8 +184,13 @@ def run_size(size: str, settings: Settings, out: Path, log) -> dict:
         # What length-aware batching gains in process, with the served encoder's run planning and without it.
         result["baselines"][key] = baselines.batched_session(key, onnx["int8"], tokenizer_json, base_texts,
                                                              batch_size=8, max_padding_ratio=ratio)
+    log("INT8 builds against FP32: the decoder's labels, and a row's logits alone and among 7 others")
+    result["int8_label_agreement"] = baselines.int8_label_agreement(onnx, export_dir, base_texts)
+    result["batch_dependence"] = baselines.batch_dependence(onnx, tokenizer_json, base_texts)
+    log(f"  agreement {result['int8_label_agreement']}; max |Δlogit| "
+        f"{ {k: f'{v:.1e}' for k, v in result['batch_dependence']['max_abs_logit_change'].items()} }")
     if size == "default":
-        log(f"accuracy of FP32 / INT8 / INT8 reduce_range on {settings.accuracy_sentences} MSRA test sentences")
+        log(f"accuracy of FP32 and the INT8 builds on {settings.accuracy_sentences} MSRA test sentences")
         result["accuracy"] = baselines.int8_accuracy(onnx, export_dir, msra_sentences(settings.accuracy_sentences))
         log(f"  {json.dumps({k: v['f1'] for k, v in result['accuracy']['scores'].items()})}")
 
@@ -266,15 +280,15 @@ def run_size(size: str, settings: Settings, out: Path, log) -> dict:
         f"{memory.mb(result['memory']['idle_after_load']['total_bytes'])} MB")
 
     if settings.tuning:
-        result["tuning"] = run_tuning(size, settings, export_dir, rr_onnx, texts, out, repos, use_sdk, log)
+        result["tuning"] = run_tuning(size, settings, export_dir, int8_variants, texts, out, repos, use_sdk, log)
     shutil.rmtree(repos, ignore_errors=True)
     if repos.parent.exists() and not any(repos.parent.iterdir()):
         repos.parent.rmdir()
     return result
 
 
-def run_tuning(size: str, settings: Settings, export_dir: Path, rr_onnx: Path, texts: list[str], out: Path,
-               repos: Path, use_sdk: bool, log) -> list[dict]:
+def run_tuning(size: str, settings: Settings, export_dir: Path, int8_variants: dict[str, Path], texts: list[str],
+               out: Path, repos: Path, use_sdk: bool, log) -> list[dict]:
     """Each variant on its own server holding only the INT8 ensemble: c=1 latency and c=8 throughput."""
     n1, n8 = settings.tuning_requests[size]
     chosen = [v for v in TUNING_VARIANTS[size] if not settings.smoke or v[0] in SMOKE_VARIANTS[size]]
@@ -282,16 +296,17 @@ def run_tuning(size: str, settings: Settings, export_dir: Path, rr_onnx: Path, t
     log(f"tuning sweep ({len(chosen)} variants, INT8 ensemble only)")
     for name, overrides, note in chosen:
         cfg = models.bench_repository_config(**overrides)
-        int8 = rr_onnx if "reduce_range" in name else None
+        int8 = INT8_TUNING[name][0] if name in INT8_TUNING else "static"
         slug = "".join(c if c.isascii() and c.isalnum() else "-" for c in name.lower())  # the stub wants ASCII paths
-        repo = models.serving_repository(export_dir, repos / f"variant-{slug}", cfg, int8_onnx=int8, keep=("ner",))
+        repo = models.serving_repository(export_dir, repos / f"variant-{slug}", cfg,
+                                          int8_onnx=int8_variants.get(int8), keep=("ner",))
         with servers.triton(repo, out / "logs") as server:
             _warm(server.grpc_url, ["ner"], texts, settings.warmup_requests, use_sdk)
             with memory.PeakSampler(server.process.pid) as peak:
                 c1 = _sdk_sweep(server, "ner", "grpc", texts, [1], n1, use_sdk, lambda m: None)[0]
                 c8 = _sdk_sweep(server, "ner", "grpc", texts, [8], n8, use_sdk, lambda m: None)[0]
         encoder = c8["server_stats"].get("encoder_int8", {})
-        row = {"variant": name, "note": note, "overrides": overrides, "c1_p50_ms": c1.get("p50_ms"),
+        row = {"variant": name, "note": note, "overrides": overrides, "int8": int8, "c1_p50_ms": c1.get("p50_ms"),
                "c1_p95_ms": c1.get("p95_ms"), "c8_throughput_per_s": c8["throughput_per_s"], "c8_p95_ms": c8.get("p95_ms"),
                "c8_encoder_requests_per_execution": encoder.get("requests_per_execution"),
                "peak_pss_bytes": peak.peak["total_bytes"], "errors": c1["errors"] + c8["errors"]}

@@ -33,7 +33,11 @@ def test_results_json_has_every_part(smoke_run):
     assert results["versions"]["onnxruntime"] and results["versions"]["tritonclient"]
     assert set(results["sizes"]) == set(SIZES)
     for size, r in results["sizes"].items():
-        assert {"naive", "ort_fp32", "ort_int8", "ort_int8_reduce_range"} <= set(r["baselines"]), size
+        assert {"naive", "ort_fp32", "ort_int8", "ort_int8_dynamic", "ort_int8_reduce_range"} <= set(r["baselines"])
+        # The served (static) INT8 build answers a row alike alone and among others; the dynamic one does not.
+        assert set(r["int8_label_agreement"]) == {"int8", "int8_dynamic", "int8_reduce_range"}, size
+        changes = r["batch_dependence"]["max_abs_logit_change"]
+        assert max(changes["fp32"], changes["int8"], changes["int8_reduce_range"]) <= 1e-4 < changes["int8_dynamic"]
         for model in ("ner", "ner_fp32"):
             points = r["triton_sdk"][model]
             assert [p["concurrency"] for p in points] == results["settings"]["sdk_concurrency"]
@@ -45,14 +49,18 @@ def test_results_json_has_every_part(smoke_run):
         assert r["locust"]["TritonHttpUser"].get("requests", 0) > 0, r["locust"]["TritonHttpUser"]
         ws = r["locust"]["WebSocketUser"]
         assert ws.get("requests", 0) > 0 and ws["failures"] == 0, ws
-        assert r["tuning"] and all(t["errors"] == 0 for t in r["tuning"])
+        assert r["tuning"] and all(t["errors"] == 0 and t["c8_throughput_per_s"] > 0 for t in r["tuning"])
         # scripts/setup.sh test installs perf_analyzer: it must run here.
         assert r["perf_analyzer"]["available"], r["perf_analyzer"]["note"]
         runs = r["perf_analyzer"]["runs"]
         assert {(p["model"], p["protocol"]) for p in runs} == {
             (m, proto) for m in results["settings"]["pa_models"] for proto in results["settings"]["pa_protocols"]}
         assert all(p.get("throughput_per_s") for p in runs), runs
-    assert "accuracy" in results["sizes"]["default"]
+    assert set(results["sizes"]["default"]["accuracy"]["scores"]) == {"fp32", "int8", "int8_dynamic",
+                                                                       "int8_reduce_range"}
+    # The dynamic and reduce_range builds served through Triton in place of the static one.
+    served = {t["int8"] for t in results["sizes"]["bert-base"]["tuning"]}
+    assert {"dynamic", "reduce_range"} <= served, served
     assert {t["size"] for t in results["targets"]} == set(SIZES)
     assert all(t["met"] in (True, False) for t in results["targets"])
 
@@ -65,6 +73,9 @@ def test_report_has_every_section_and_the_targets_table(smoke_run):
     results = json.loads((smoke_run / "results.json").read_text())
     for target in results["targets"]:
         assert target["target"] in report
+    int8 = report.split("\n## INT8 builds")[1].split("\n## ")[0]
+    dynamic_rows = [line.split(" | ") for line in int8.splitlines() if line.startswith("| bert-base | INT8 dynamic |")]
+    assert len(dynamic_rows) == 1 and "–" not in dynamic_rows[0][2:7], dynamic_rows  # in process, Triton, agreement
 
 
 def test_plots_are_pngs(smoke_run):
