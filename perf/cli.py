@@ -4,7 +4,7 @@ perf/results/<UTC time>/ (and perf/results/latest).
     bash perf/setup_tools.sh                 # once: perf_analyzer 2.51.0, libb64, locust, matplotlib (idempotent)
     .venv/bin/python -m perf                 # the full suite, both model sizes (about 15-20 minutes on a quiet machine)
     .venv/bin/python -m perf --quick         # both models, few requests (minutes): checks the suite end to end
-    .venv/bin/python -m perf --smoke         # the tiny model in both slots, a few requests (what CI runs)
+    .venv/bin/python -m perf --smoke         # the default model and the tiny one for BERT-base, a few requests (what CI runs)
 
 Run it on a quiet machine: every speed figure is shared with whatever else runs on the cores (the report marks a run
 that started beside other work as polluted).
@@ -20,7 +20,7 @@ from ner_client.settings import Setting, SettingGroup, boolean, comma_list
 SIZES = ("default", "bert-base")
 
 SETTINGS = SettingGroup("NER_PERF_", (
-    Setting("smoke", False, "a few requests on the tiny model in both slots, seconds long", type=boolean),
+    Setting("smoke", False, "a few requests, the tiny model standing in for BERT-base; minutes long", type=boolean),
     Setting("quick", False, "both real models with few requests (minutes): an end-to-end check, not figures to quote",
             type=boolean),
     Setting("sizes", SIZES, "model sizes to run, comma-separated", type=comma_list),

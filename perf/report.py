@@ -45,7 +45,7 @@ def targets(results: dict) -> list[dict]:
     polluted = results["run"].get("smoke") or results["machine"].get("contended")
     note = "polluted: measured beside other work" if results["machine"].get("contended") else ""
     if results["run"].get("smoke"):
-        note = "smoke run (tiny model in both slots, a few requests): not a measurement"
+        note = "smoke run (the tiny model standing in for BERT-base, a few requests): not a measurement"
     elif results["run"].get("mode") == "quick":
         note = "quick run (few requests)" + (", polluted" if results["machine"].get("contended") else "")
     bert = results["sizes"].get("bert-base")

@@ -1,4 +1,4 @@
-"""The benchmark suite runs end to end in its smoke form (tiny model in both slots, a few requests, real
+"""The benchmark suite runs end to end in its smoke form (the tiny model standing in for BERT-base, a few requests, real
 tritonserver, perf_analyzer, locust), and writes every output: results JSON, a Markdown report with every section,
 the PNG plots. So the suite cannot rot; its figures mean nothing here."""
 
