@@ -6,6 +6,11 @@ Reads the data through NER_DATA_DIR (default ../shared/data); fails when it is a
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -369,3 +374,155 @@ def test_same_seed_and_threads_give_the_same_curves_and_another_seed_does_not(sm
     assert a == b
     assert weights_a.keys() == weights_b.keys() and all(np.array_equal(weights_a[k], weights_b[k]) for k in weights_a)
     assert other["losses"] != a["losses"] and other["first_losses"] != a["first_losses"]
+
+
+# ------------------------------------------------------------------ stopping and resuming
+# LAC's weights and tagger head (dev scores above zero from the first evaluation, so the dev curves compare), with
+# every random source on; one thread each, as in the determinism test. 25 batches make an epoch of the small data.
+_RESUMABLE = ("--init", "lac", "--hidden-size", "128", "--embedding-dim", "128", "--num-attention-layers", "0",
+              "--threads", "1", "--dropout", "0.1", "--token-dropout", "0.1", "--mention-replace", "0.3",
+              "--noise-share", "0.3", "--tag-scheme", "bio", "--lexicon", "none")
+
+
+def _command(argv) -> list[str]:
+    return [sys.executable, "-m", "training", *argv]
+
+
+def _finish(argv, log: Path) -> str:
+    """Runs ``python -m training`` to its end in a process of its own; its output."""
+    done = subprocess.run(_command(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    log.write_text(done.stdout)
+    assert done.returncode == 0, done.stdout
+    return done.stdout
+
+
+def _kill_once_saved(proc: subprocess.Popen, state: Path, victim: int | None = None) -> None:
+    """SIGKILL ``victim`` (default: ``proc``) as soon as ``state`` exists, as the end of a session kills a run."""
+    deadline = time.time() + 300
+    while not state.exists():
+        assert proc.poll() is None, f"the run ended before it saved {state}"
+        assert time.time() < deadline
+        time.sleep(0.01)
+    os.kill(victim or proc.pid, signal.SIGKILL)
+
+
+def _curves(directory: Path) -> dict:
+    """What a resumed run must log as an uninterrupted one does: the loss and dev curves, the best step and scores."""
+    log = json.loads((directory / "training_log.json").read_text())
+    curves = {k: log.get(k) for k in ("losses", "first_losses", "last_losses", "steps", "best", "noise_texts",
+                                      "final_lr_factor", "stopped_by", "finished")}
+    curves["evals"] = [{k: v for k, v in e.items() if k not in ("minutes", "eval_seconds")} for e in log["evals"]]
+    return curves
+
+
+def _files(directory: Path) -> dict:
+    """The checkpoint's weights, CRF and config (with its dev scores)."""
+    from safetensors.numpy import load_file
+
+    files = {name: load_file(str(directory / name)) for name in ("model.safetensors", "crf.safetensors")}
+    files["config.json"] = json.loads((directory / "config.json").read_text())
+    return files
+
+
+def _same_files(a: dict, b: dict) -> bool:
+    return a["config.json"] == b["config.json"] and all(
+        a[name].keys() == b[name].keys() and all(np.array_equal(a[name][k], b[name][k]) for k in a[name])
+        for name in ("model.safetensors", "crf.safetensors"))
+
+
+def test_a_killed_run_resumes_to_the_uninterrupted_runs_curves_and_weights(small_data_dir, tmp_path):
+    """A run SIGKILLed after it saved its state, run again with the same command, resumes from that state and logs
+    the loss and dev curves of an uninterrupted run, with the same best checkpoint, bit for bit; the same command with
+    another setting is refused and leaves the state as it was."""
+    from training.train import STATE_FILE
+
+    def argv(out, *extra):
+        return _small_run(out, small_data_dir, *_RESUMABLE, "--max-steps", "60", "--eval-every", "10",
+                          "--save-every", "30", *extra)
+
+    _finish(argv(tmp_path / "whole"), tmp_path / "whole.txt")
+    out, state = tmp_path / "cut", tmp_path / "cut" / STATE_FILE
+    with open(tmp_path / "cut-1.txt", "w") as printed:
+        proc = subprocess.Popen(_command(argv(out)), stdout=printed, stderr=subprocess.STDOUT)
+        try:
+            _kill_once_saved(proc, state)
+        finally:
+            proc.kill()
+            proc.wait()
+    saved = torch.load(state, weights_only=False)
+    assert not json.loads((out / "training_log.json").read_text()).get("finished")
+    # in the second epoch, whose data order the state draws again
+    assert (saved["step"], saved["epoch"], saved["batch"]) == (30, 1, 5)
+
+    before = state.read_bytes()
+    refused = subprocess.run(_command(argv(out, "--lr", "2e-2")), capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0 and "--lr 0.01 there, 0.02 here" in refused.stderr, refused.stderr
+    assert state.read_bytes() == before
+
+    printed = _finish(argv(out, "--max-minutes", "4"), tmp_path / "cut-2.txt")  # a session's own limit may differ
+    assert "resuming from step 30 of 60 (epoch 1, batch 5)" in printed
+    assert not state.exists() and json.loads((out / "training_log.json").read_text())["resumed_at"] == [30]
+    whole_curves, whole_files = _curves(tmp_path / "whole"), _files(tmp_path / "whole")
+    cut_curves, cut_files = _curves(out), _files(out)
+    assert whole_curves["finished"] and len(whole_curves["evals"]) == 6
+    assert all(e["dev_f1"] > 0 for e in whole_curves["evals"])
+    assert cut_curves == whole_curves
+    whole_files["config.json"]["training"].pop("max_minutes")
+    assert cut_files["config.json"]["training"].pop("max_minutes") == 4
+    assert _same_files(cut_files, whole_files)
+
+
+def _member_pid(parent: int, seed: int) -> int | None:
+    """The pid of the ensemble member process of ``seed`` started by ``parent``."""
+    for task in Path(f"/proc/{parent}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            if f"--seed\0{seed}\0" in Path(f"/proc/{pid}/cmdline").read_text():
+                return int(pid)
+    return None
+
+
+def test_an_ensemble_run_again_keeps_its_finished_members_and_resumes_the_others(small_data_dir, tmp_path):
+    """Two members train at once; one is killed after its state was saved, which fails the ensemble command. The same
+    command run again keeps the member that finished and resumes the other: members and ensemble end as those of an
+    uninterrupted run."""
+    from training.train import STATE_FILE
+
+    def argv(out):
+        return _small_run(out / "ensemble", small_data_dir, *_RESUMABLE, "--members", "2", "--threads", "2",
+                          "--members-dir", str(out / "members"), "--max-steps", "100", "--eval-every", "25",
+                          "--save-every", "50")
+
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    _finish(argv(whole), tmp_path / "whole.txt")
+    state = cut / "members" / "seed-14" / STATE_FILE
+    with open(tmp_path / "cut-1.txt", "w") as printed:
+        proc = subprocess.Popen(_command(argv(cut)), stdout=printed, stderr=subprocess.STDOUT)
+        try:
+            _kill_once_saved(proc, state, victim=_wait_for(lambda: _member_pid(proc.pid, 14)))
+            assert proc.wait(timeout=600) != 0  # the member's failure fails the command
+        finally:
+            proc.kill()
+            proc.wait()
+    assert "members with seeds [14] failed" in (tmp_path / "cut-1.txt").read_text()
+    assert torch.load(state, weights_only=False)["step"] == 50
+    finished = cut / "members" / "seed-13" / "model.safetensors"
+    finished_stat = finished.stat()
+
+    printed = _finish(argv(cut), tmp_path / "cut-2.txt")
+    assert "member seed 13: finished in" in printed and "[seed 13]" not in printed
+    assert "[seed 14] resuming from step 50 of 100" in printed
+    assert finished.stat().st_mtime_ns == finished_stat.st_mtime_ns and not state.exists()
+    for seed in (13, 14):
+        a, b = (whole / "members" / f"seed-{seed}", cut / "members" / f"seed-{seed}")
+        assert _curves(a) == _curves(b) and _curves(a)["finished"] and _same_files(_files(a), _files(b))
+    a, b = (json.loads((d / "ensemble" / "training_log.json").read_text()) for d in (whole, cut))
+    assert a["combined_dev_scores"] == b["combined_dev_scores"] and a["combined_dev_scores"]["overall"]["f1"] > 0
+    assert _same_files(_files(whole / "ensemble"), _files(cut / "ensemble"))
+
+
+def _wait_for(find, seconds: float = 300):
+    deadline = time.time() + seconds
+    while (found := find()) is None:
+        assert time.time() < deadline
+        time.sleep(0.01)
+    return found

@@ -3,6 +3,14 @@
 ``python -m training`` trains the default Chinese NER model (LAC BiGRU + CRF, on MSRA, on CPU);
 ``python -m training.evaluate`` scores a checkpoint in process. Every flag is also an environment variable
 (``--epochs`` ↔ ``NER_TRAIN_EPOCHS``); the command line wins over the environment.
+
+Stopping and resuming: a run saves its whole state (weights, optimizer, learning-rate step, every random generator,
+its place in the data order, the best checkpoint and the log so far) to training_state.pt in --output every
+--save-every steps and when --max-minutes stops it. Killed or stopped, it continues where that state was when the
+same command runs again: the resumed run logs the losses and dev scores of an uninterrupted one and ends with the same
+weights (same seed and --threads). Only --max-minutes may differ; other settings are refused, and --no-resume starts
+over. An ensemble (--members) resumes each member from --members-dir/seed-<n>/ and keeps the members that finished.
+The state is removed when the schedule ends. A --time-schedule run follows wall time, so it saves no state.
 """
 
 from __future__ import annotations
@@ -42,8 +50,12 @@ SETTINGS = SettingGroup("NER_TRAIN_", (
     Setting("epochs", 12.0, "passes over the training chunks (fractions allowed)", type=float),
     Setting("max_steps", 0, "stop after this many steps (0: no limit beyond --epochs)", type=non_negative_int),
     Setting("max_minutes", 45.0, "wall-time limit of the whole command, data loading and final save included: a "
-            "safety stop; a run it stops before its step schedule ends warns in its output and training_log.json",
-            type=float),
+            "safety stop; a run it stops before its step schedule ends saves its state and warns in its output and "
+            "training_log.json, and the same command continues it (--resume)", type=float),
+    Setting("save_every", 500, "steps between saves of the run's state (training_state.pt in --output), which a "
+            "killed or stopped run resumes from", type=positive_int),
+    Setting("resume", True, "continue the unfinished run whose state --output holds, when its settings are this "
+            "command's (--max-minutes aside; others are refused); --no-resume: start over", type=boolean),
     Setting("dev_size", 3000, "the last N training sentences form the dev split", type=non_negative_int),
     Setting("train_limit", 0, "use only the first N training sentences (0: all; for smoke tests)",
             type=non_negative_int),

@@ -1,12 +1,14 @@
 """Training the default model: one model, or ``--members`` of them at once combined into an ensemble.
 
-The options are declared in ``training.cli`` (``python -m training --help``).
+The options are declared in ``training.cli`` (``python -m training --help``, which also says how a run is stopped and
+resumed).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -26,17 +28,70 @@ from .evaluate import evaluate
 COMBINE_MINUTES = 2.0  # kept, in an ensemble run, for loading the members, scoring the ensemble on dev and saving it
 MEMBER_SETTINGS_SET_BY_ENSEMBLE = ("output", "seed", "threads", "members", "members_dir", "max_minutes", "progress",
                                    "progress_lines")
-NOT_TRAINING_CONFIG = ("output", "data_dir", "progress", "progress_lines", "members_dir")
+NOT_TRAINING_CONFIG = ("output", "data_dir", "progress", "progress_lines", "members_dir", "resume", "save_every")
+SESSION_SETTINGS = ("max_minutes",)  # may differ between the sessions of one resumed run
+STATE_FILE = "training_state.pt"  # in --output while a run is unfinished: what --resume continues from
 LAC_GRU_LAYERS = 2
 LOSS_EVERY = 10  # training_log.json's "losses": the mean loss of each run of this many steps
 
 
-def cut_short_warning(step: int, total: int, max_minutes: float) -> str:
+def cut_short_warning(step: int, total: int, max_minutes: float, state: Path) -> str:
     """What a step-based run stopped by --max-minutes before its schedule ended says, in the log and on the console:
-    its learning rate had not decayed, so it is another model than the command describes."""
+    its learning rate had not decayed, so it is another model than the command describes until it is resumed."""
     return (f"--max-minutes {max_minutes:g} stopped training at step {step} of the {total} planned, before the "
-            f"learning-rate schedule ended: this model is not the one the command describes (raise --max-minutes, or "
-            f"lower --epochs/--max-steps)")
+            f"learning-rate schedule ended: this model is not yet the one the command describes. Its state is saved "
+            f"in {state}: run the same command again to continue from step {step} (or raise --max-minutes)")
+
+
+def write_atomically(path: Path, write) -> None:
+    """``write(temporary path)``, then a rename over ``path``: a process killed meanwhile leaves the old file whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_log(out: Path, log: dict) -> None:
+    write_atomically(out / "training_log.json", lambda p: p.write_text(json.dumps(log, indent=2) + "\n"))
+
+
+def run_config(values: dict) -> dict:
+    """What a resumed run must share with the run it continues: the training config without the session's limits,
+    as JSON values (a log's ``args`` and a state's ``config`` compare alike)."""
+    return json.loads(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in values.items()
+                                  if k not in NOT_TRAINING_CONFIG + SESSION_SETTINGS}))
+
+
+def config_differences(saved: dict, wanted: dict) -> list[str]:
+    flag = {s.name: s.flag for s in SETTINGS}
+    return [f"{flag.get(k, k)} {saved.get(k)} there, {wanted.get(k)} here"
+            for k in sorted(set(saved) | set(wanted)) if saved.get(k) != wanted.get(k)]
+
+
+def load_state(args) -> dict | None:
+    """The state of the unfinished run in --output that this command continues, or None for a fresh start (with
+    --no-resume, a state there is removed). Refuses a state saved under other settings."""
+    path = Path(args.output) / STATE_FILE
+    if not path.exists():
+        return None
+    if not args.resume:
+        path.unlink()
+        return None
+    state = torch.load(path, weights_only=False)
+    differences = config_differences(state["config"], run_config(vars(args)))
+    if differences:
+        raise SystemExit(f"{path} holds the state of an unfinished run (step {state['step']} of {state['total']}) "
+                         f"with other settings: {'; '.join(differences)}. Run it with its own settings to resume it, "
+                         f"or add --no-resume to start over")
+    return state
+
+
+def finished_run(directory: Path, args) -> bool:
+    """Whether ``directory`` holds a run of ``args``' settings that ended its schedule (its training log says so)."""
+    path = directory / "training_log.json"
+    if not path.exists() or (directory / STATE_FILE).exists():
+        return False
+    log = json.loads(path.read_text())
+    return bool(log.get("finished")) and run_config(log["args"]) == run_config(vars(args))
 
 
 def plain(args) -> dict:
@@ -203,13 +258,24 @@ def train_ensemble(args, t_start: float) -> int:
     # measured: two members of one thread each take 45 minutes for the full 12-epoch schedule on 2 cores
     need = 45.0 * max(1.0, args.members / max(1, args.threads)) * args.epochs / 12
     if need > minutes and not (args.train_limit or args.max_steps):
-        cut = "the time schedule will end theirs early" if args.time_schedule else "--max-minutes will stop them"
+        cut = ("the time schedule will end theirs early (raise --max-minutes)" if args.time_schedule else
+               "--max-minutes will stop them (their states are saved: the same command run again continues them)")
         print(f"warning: {args.members} members at once need about {need:.0f} minutes on {args.threads} threads; "
-              f"with {minutes:.0f} {cut} (raise --max-minutes)", flush=True)
+              f"with {minutes:.0f} {cut}", flush=True)
     print(f"ensemble of {args.members} members (seeds {', '.join(map(str, seeds))}), trained at once with {threads} "
           f"thread(s) each and {minutes:.1f} minutes at most, in {args.members_dir}", flush=True)
-    E.train_members(lambda seed, directory: member_argv(args, seed, directory, threads, minutes), seeds, member_dirs,
-                    show_progress=args.progress)
+
+    def argv(seed, directory):
+        return member_argv(args, seed, directory, threads, minutes)
+
+    # a member that ended its schedule under these settings in an earlier run of the command is kept as it is
+    todo = [(s, d) for s, d in zip(seeds, member_dirs)
+            if not (args.resume and finished_run(d, SETTINGS.parse(argv(s, d), prog="python -m training")))]
+    for s, d in zip(seeds, member_dirs):
+        if (s, d) not in todo:
+            print(f"member seed {s}: finished in {d} by an earlier run, kept", flush=True)
+    if todo:
+        E.train_members(argv, [s for s, _ in todo], [d for _, d in todo], show_progress=args.progress)
 
     out = Path(args.output)
     tok, _, labels, _, dev_s = prepare_data(args, out)
@@ -224,7 +290,7 @@ def train_ensemble(args, t_start: float) -> int:
     log = {
         "args": plain(args),
         "members": [{"seed": s, "best": lg["best"], "evals": lg["evals"], "steps": lg["steps"],
-                     "stopped_by": lg["stopped_by"], "train_minutes": lg["train_minutes"],
+                     "stopped_by": lg["stopped_by"], "finished": lg["finished"], "train_minutes": lg["train_minutes"],
                      **({"warning": lg["warning"]} if "warning" in lg else {})}
                     for s, lg in zip(seeds, member_logs)],
         "combined_dev_scores": scores,
@@ -234,7 +300,7 @@ def train_ensemble(args, t_start: float) -> int:
     if warnings:
         log["warning"] = "; ".join(warnings)
         print(f"WARNING: {log['warning']}", flush=True)
-    (out / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
+    write_log(out, log)
     member_f1 = ", ".join(f"{lg['best']['f1']:.2f}" for lg in member_logs)
     print(f"done in {log['train_minutes']} min: members' dev F1 {member_f1}; ensemble dev F1 "
           f"{scores['overall']['f1']:.2f}; saved to {out}", flush=True)
@@ -249,6 +315,8 @@ def train(args) -> int:
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     out = Path(args.output)
+    state = load_state(args)
+    state_path = out / STATE_FILE
     tok, vocab_lines, labels, train_s, dev_s = prepare_data(args, out)
     if args.mention_replace > 0 and labels != D.LABELS:
         raise SystemExit("--mention-replace works on BIO labels only (use --tag-scheme bio)")
@@ -288,25 +356,59 @@ def train(args) -> int:
 
     log = {"args": plain(args), "evals": []}
     best = {"f1": -1.0}
+    best_weights = None  # the best checkpoint's weights, kept for the state
     step, loss_sum, loss_n = 0, 0.0, 0
     first_losses, last_losses, losses, stopped = [], [], [], "steps"
-    window_sum = 0.0
+    window_sum, f = 0.0, None
+    epoch, position = 0, 0  # the data order's place: the epoch and the next batch of its order
+    data = {"chunks": len(chunks), "tokens": n_tokens, "dev_sentences": len(dev_s)}
+    t_origin = t_start  # the run's start, earlier sessions included
+    if state:
+        if (state["data"], state["total"]) != (data, total):
+            raise SystemExit(f"{state_path}: the saved run had other training data ({state['data']}, "
+                             f"{state['total']} steps) than this command ({data}, {total} steps); add --no-resume "
+                             f"to start over")
+        if state["best_weights"] is not None:  # the checkpoint in --output is the best one the state knows of
+            model.load_state_dict(state["best_weights"])
+            model.config["dev_scores"] = {"step": state["best"]["step"], **state["best"]["scores"]}
+            model.save_pretrained(out)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, epoch, position, f = state["step"], state["epoch"], state["batch"], state["lr_factor"]
+        rng.setstate(state["epoch_rng"])
+        log, best, best_weights = state["log"], state["best"], state["best_weights"]
+        log["args"] = plain(args)
+        log.setdefault("resumed_at", []).append(step)
+        loss_sum, loss_n, window_sum, first_losses, last_losses, losses = state["losses"]
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"])
+        augment_rng.setstate(state["rng"]["mention"])
+        token_dropout_rng.set_state(state["rng"]["token_dropout"])
+        if noise:
+            noise.rng.setstate(state["rng"]["noise"])
+            noise.counts.update(state["noise_counts"])
+        t_origin = t_start - state["seconds"]
+        write_log(out, {**log, "best": best})
+        print(f"resuming from step {step} of {total} (epoch {epoch}, batch {position}) saved in {state_path}",
+              flush=True)
+        del state
     bar = None
     if args.progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, desc="train", unit="step", dynamic_ncols=True, mininterval=2.0)
+        bar = tqdm(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True, mininterval=2.0)
 
     def do_eval():
         """Scores the model on dev; saves it when it is the best so far."""
-        nonlocal loss_sum, loss_n
+        nonlocal loss_sum, loss_n, best_weights
         t0 = time.time()
         scores = evaluate(model, dev_enc, labels) if dev_enc else {"overall": {"precision": 0, "recall": 0, "f1": 0}}
         o = scores["overall"]
         entry = {
             "step": step,
             "epoch": round(step / batches_per_epoch, 3),
-            "minutes": round((time.time() - t_start) / 60, 2),
+            "minutes": round((time.time() - t_origin) / 60, 2),
             "loss": round(loss_sum / max(1, loss_n), 5),
             "dev_precision": round(o["precision"], 3),
             "dev_recall": round(o["recall"], 3),
@@ -323,8 +425,9 @@ def train(args) -> int:
             best.update(f1=o["f1"], step=entry["step"], scores=scores)
             model.config["dev_scores"] = {"step": entry["step"], **scores}
             model.save_pretrained(out)
+            best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
             msg += " (best, saved)"
-        (out / "training_log.json").write_text(json.dumps({**log, "best": best}, indent=2) + "\n")
+        write_log(out, {**log, "best": best})
         if bar:
             tqdm_write(msg)
         else:
@@ -335,19 +438,37 @@ def train(args) -> int:
 
         tqdm.write(msg)
 
+    def save_state():
+        """Everything the next step depends on, so that a resumed run goes on as this one would have."""
+        write_atomically(state_path, lambda p: torch.save({
+            "config": run_config(vars(args)), "data": data, "total": total,
+            "step": step, "epoch": epoch, "batch": position, "epoch_rng": epoch_rng, "lr_factor": f,
+            "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+                    "mention": augment_rng.getstate(), "token_dropout": token_dropout_rng.get_state(),
+                    "noise": noise.rng.getstate() if noise else None},
+            "noise_counts": dict(noise.counts) if noise else {},
+            "losses": (loss_sum, loss_n, window_sum, first_losses, last_losses, losses),
+            "log": log, "best": best, "best_weights": best_weights,
+            "seconds": time.time() - t_origin,
+        }, p))
+
     t_train = time.time()
     # keep ~1.5 minutes (at least 4 % of the limit) for the final evaluation and save
     reserve = max(90.0, 0.04 * args.max_minutes * 60)
     budget = max(60.0, t_start + args.max_minutes * 60 - reserve - t_train)
-    deadline = t_train + budget
     warmup_frac = warmup / max(1, total)
+    # a --time-schedule run follows wall time, which a resumed run could not repeat: it saves no state
+    resumable = not args.time_schedule
     while step < total and stopped == "steps":
-        for batch in D.bucket_batches(chunks, args.batch_tokens, args.batch_size, rng):
-            if step >= total:
-                break
+        epoch_rng = rng.getstate()  # the epoch's order is drawn again from here on resume
+        batches = D.bucket_batches(chunks, args.batch_tokens, args.batch_size, rng)
+        while position < len(batches) and step < total:
             time_progress = (time.time() - t_train) / budget
             if time_progress >= 1.0:
                 stopped = "max-minutes"
+                if resumable:
+                    save_state()
                 break
             progress = step / total
             if args.time_schedule:
@@ -355,7 +476,8 @@ def train(args) -> int:
             f = lr_factor(step, progress, warmup, warmup_frac)
             for g, lr in zip(opt.param_groups, base_lrs):
                 g["lr"] = lr * f
-            batch_chunks = [chunks[i] for i in batch]
+            batch_chunks = [chunks[i] for i in batches[position]]
+            position += 1
             if noise:
                 batch_chunks = noise(batch_chunks)
             if pool:
@@ -388,15 +510,20 @@ def train(args) -> int:
                 bar.set_postfix(loss=f"{lv:.3f}", lr=f"{f:.2f}", best=f"{best['f1']:.2f}", refresh=False)
             if args.eval_every and step % args.eval_every == 0 and step < total:
                 do_eval()
+            if resumable and step % args.save_every == 0 and step < total:
+                save_state()
+        if position == len(batches):
+            epoch, position = epoch + 1, 0
     if loss_n or not log["evals"] or log["evals"][-1]["step"] != step:
         do_eval()
     if bar:
         bar.close()
     log["stopped_by"] = stopped
-    if stopped == "max-minutes" and not args.time_schedule:
-        log["warning"] = cut_short_warning(step, total, args.max_minutes)
+    log["finished"] = stopped == "steps" or args.time_schedule
+    if not log["finished"]:
+        log["warning"] = cut_short_warning(step, total, args.max_minutes, state_path)
         print(f"WARNING: {log['warning']}", flush=True)
-    log["final_lr_factor"] = round(f, 4) if step else None
+    log["final_lr_factor"] = round(f, 4) if f is not None else None
     log["steps"] = step
     log["first_losses"] = first_losses
     log["last_losses"] = last_losses
@@ -404,9 +531,10 @@ def train(args) -> int:
     log["losses"] = losses
     if noise:
         log["noise_texts"] = dict(noise.counts)
-    log["train_minutes"] = round((time.time() - t_start) / 60, 2)
-    (out / "training_log.json").write_text(json.dumps({**log, "best": best}, indent=2) + "\n")
+    log["train_minutes"] = round((time.time() - t_origin) / 60, 2)
+    write_log(out, {**log, "best": best})
+    if log["finished"]:
+        state_path.unlink(missing_ok=True)
     print(f"done: {step} steps in {log['train_minutes']} min; best dev F1 {best['f1']:.2f} at step {best.get('step')}; "
           f"saved to {out}", flush=True)
     return 0
-
