@@ -18,12 +18,18 @@ import numpy as np
 from .onnx_export import run_onnx
 
 QUANTIZATION_MODES = ("static", "dynamic")
-MAX_HEAD_COLUMNS = 64  # a MatMul with at most this many output columns is a label head
+HEAD_NARROWING = 4  # a weight MatMul whose output is this many times narrower than its input is a label head
+
+
+def _is_head(weight) -> bool:
+    return weight.dims[-1] * HEAD_NARROWING <= weight.dims[0]
 
 
 @dataclass(frozen=True)
 class QuantizationConfig:
     mode: str = "static"
+    # SmoothQuant's migration strength before static quantization (0: none); chosen on MSRA dev: docs/benchmarks.md.
+    smoothing: float = 0.5
     per_channel: bool = True
     # Set on CPUs without VNNI, whose 8-bit multiply-add can saturate on full-range weights.
     reduce_range: bool = False
@@ -50,6 +56,7 @@ def quantize_int8(fp32_path: Path, int8_path: Path, cfg: QuantizationConfig,
 
     advice = _WithoutPreprocessingAdvice()
     logging.getLogger().addFilter(advice)
+    smoothed = Path(str(int8_path) + ".smoothed-fp32.onnx")
     try:
         if cfg.mode == "dynamic":
             quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8,
@@ -57,6 +64,8 @@ def quantize_int8(fp32_path: Path, int8_path: Path, cfg: QuantizationConfig,
             return int8_path
         if calibration is None:
             raise ValueError("static quantization needs calibration inputs")
+        calibration = list(calibration)
+        source = smooth_activations(fp32_path, smoothed, calibration, cfg.smoothing)
         rows = iter(calibration)
 
         class Reader(CalibrationDataReader):
@@ -66,25 +75,85 @@ def quantize_int8(fp32_path: Path, int8_path: Path, cfg: QuantizationConfig,
         # The weight MatMuls and the embedding Gathers, as dynamic quantization does; activation ranges by min/max
         # over the calibration rows (a percentile or entropy calibration needs every row padded to one width, and
         # measured no better here: docs/benchmarks.md).
-        quantize_static(str(fp32_path), str(int8_path), Reader(), quant_format=QuantFormat.QDQ,
+        quantize_static(str(source), str(int8_path), Reader(), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=["MatMul", "Gather"], per_channel=cfg.per_channel,
                         reduce_range=cfg.reduce_range, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-                        nodes_to_exclude=_kept_fp32(fp32_path))
+                        nodes_to_exclude=_kept_fp32(source))
     finally:
         logging.getLogger().removeFilter(advice)
+        smoothed.unlink(missing_ok=True)
     return int8_path
+
+
+def smooth_activations(fp32_path: Path, output: Path, calibration: list[dict[str, np.ndarray]],
+                       alpha: float) -> Path:
+    """Moves part of the activations' per-channel range into the weights before static quantization (SmoothQuant):
+    for each LayerNormalization output that feeds weight MatMuls, a channel c is divided by s_c = a_c^alpha /
+    w_c^(1 - alpha) (a_c: its largest |activation| over the calibration rows; w_c: the largest |weight| of row c over
+    those MatMuls) by a Mul inserted before them, and row c of their weights is multiplied by s_c. In FP32 the graph
+    computes the same function; per-tensor INT8 scales then fit channels whose ranges differ by orders of magnitude.
+    ``alpha`` 0 leaves the graph as it is."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(fp32_path))
+    graph = model.graph
+    weights = {tensor.name: tensor for tensor in graph.initializer}
+    producers = {output_name: node for node in graph.node for output_name in node.output}
+    groups: dict[str, list] = {}
+    for node in graph.node:
+        source = producers.get(node.input[0]) if node.op_type == "MatMul" else None
+        weight = weights.get(node.input[1]) if source is not None else None
+        if (source is not None and source.op_type == "LayerNormalization" and weight is not None
+                and len(weight.dims) == 2 and not _is_head(weight)):
+            groups.setdefault(node.input[0], []).append(node)
+    if alpha <= 0 or not groups:
+        return fp32_path
+
+    probe = onnx.load(str(fp32_path))
+    probe.graph.output.extend(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in groups)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    del probe
+    largest = {name: 0.0 for name in groups}
+    for inputs in calibration:
+        real = inputs["attention_mask"].astype(bool)
+        for name, values in zip(groups, session.run(list(groups), inputs)):
+            largest[name] = np.maximum(largest[name], np.abs(values[real]).max(axis=0))
+
+    scaling = {}
+    for name, nodes in groups.items():
+        matrices = [numpy_helper.to_array(weights[node.input[1]]) for node in nodes]
+        weight_range = np.max([np.abs(m).max(axis=1) for m in matrices], axis=0)
+        scale = np.clip(np.maximum(largest[name], 1e-8) ** alpha / np.maximum(weight_range, 1e-8) ** (1 - alpha),
+                        1e-4, 1e4).astype(np.float32)
+        inverse = numpy_helper.from_array(1 / scale, f"{name}/smooth_inverse")
+        graph.initializer.append(inverse)
+        scaling[name] = helper.make_node("Mul", [name, inverse.name], [f"{name}/smoothed"], name=f"{name}/smooth")
+        for node, matrix in zip(nodes, matrices):
+            node.input[0] = f"{name}/smoothed"
+            weights[node.input[1]].CopyFrom(numpy_helper.from_array(matrix * scale[:, None], node.input[1]))
+    ordered = []  # each Mul right after the LayerNormalization it scales, so the graph stays topologically sorted
+    for node in graph.node:
+        ordered.append(node)
+        ordered.extend(scaling[name] for name in node.output if name in scaling)
+    del graph.node[:]
+    graph.node.extend(ordered)
+    onnx.save(model, str(output))
+    return output
 
 
 def _kept_fp32(onnx_path: Path) -> list[str]:
     """MatMul nodes left in FP32: the products of two activations (attention's scores and context), and the label
-    head (its few columns cost nothing, and its rounding would land on the logits directly)."""
+    head (its few columns cost little, and its rounding would land on the logits directly)."""
     import onnx
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     weights = {tensor.name: tensor for tensor in graph.initializer}
     return [node.name for node in graph.node if node.op_type == "MatMul"
-            and (node.input[1] not in weights or weights[node.input[1]].dims[-1] <= MAX_HEAD_COLUMNS)]
+            and (node.input[1] not in weights or _is_head(weights[node.input[1]]))]
 
 
 def label_agreement(fp32_session, int8_session, rows: list[tuple[np.ndarray, ...]],
