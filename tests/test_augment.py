@@ -82,7 +82,7 @@ def test_entity_runs_are_the_stretches_pieces_stay_out_of():
 def test_pieces_keep_every_entity_s_text_and_label(kind):
     grew = 0
     for i, (text, tags) in enumerate(SENTENCES):
-        new_text, new_tags = noisy_text([(text, tags)], kind, random.Random(i), 0.5)
+        new_text, new_tags, _ = noisy_text([(text, tags)], kind, random.Random(i), 0.5)
         assert len(new_tags) == len(new_text)
         grew += len(new_text) > len(text)
         got, want = mentions(new_text, new_tags), mentions(text, tags)
@@ -99,7 +99,7 @@ def test_inserted_characters_are_tagged_o(kind):
     """Aligning the perturbed text with the sentence: every character that is not the sentence's next one belongs to
     a piece and is tagged O; every sentence character keeps its tag."""
     for i, (text, tags) in enumerate(SENTENCES):
-        new_text, new_tags = noisy_text([(text, tags)], kind, random.Random(100 + i), 0.3)
+        new_text, new_tags, _ = noisy_text([(text, tags)], kind, random.Random(100 + i), 0.3)
         k = 0
         for char, tag in zip(new_text, new_tags):
             if k < len(text) and char == text[k] and tag == tags[k]:
@@ -194,3 +194,35 @@ def test_noise_options_parse_and_pass_to_ensemble_members():
     for bad in (["--noise-share", "1.5"], ["--noise-kinds", "emoji,typo"], ["--noise-kinds", ""]):
         with pytest.raises(SystemExit):
             parse_args(bad)
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_a_teacher_s_word_emissions_follow_their_words_through_noise(tokenizer, chunks, kind):
+    """Distillation (training/distill.py): a noisy word that starts at one of the clean words' first characters keeps
+    that word's soft labels; inserted pieces get none. Each clean word's soft row here holds its own number."""
+    numbered, n = [], 0
+    for chunk in chunks:
+        soft = np.zeros((len(chunk.word_pos), 3), np.float32)
+        soft[:, 0] = np.arange(n, n + len(soft))
+        numbered.append(D.Chunk(chunk.input_ids, chunk.word_pos, chunk.labels, chunk.text, chunk.tags,
+                                chunk.word_chars, soft))
+        n += len(soft)
+    first_char = {int(row[0]): c.text[k] for c in numbered for row, k in zip(c.soft, c.word_chars)}
+    out = NoiseAugmenter(tokenizer, D.LABELS, 1.0, (kind,), 48, seed=7)(numbered)
+    kept, without = [], 0
+    for chunk in out:
+        assert chunk.soft is not None and chunk.soft.shape == (len(chunk.word_pos), 3)
+        for row, k in zip(chunk.soft, chunk.word_chars):
+            if np.isnan(row).any():
+                without += 1
+                continue
+            kept.append(int(row[0]))
+            if kind not in ("width", "traditional"):  # those two change characters one for one
+                assert chunk.text[k] == first_char[int(row[0])]
+    assert len(kept) == len(set(kept))  # one clean word, one noisy word at most
+    assert len(kept) >= 0.9 * n  # a word is lost only where an inserted piece merges with it (Latin, digits)
+    if kind in ("emoji", "rare", "latin"):  # pieces that make words of their own
+        assert without > 0.1 * n
+    soft, have = D.collate_soft(out[:8], 3)
+    assert soft.shape[:2] == have.shape and have.sum() == sum((~np.isnan(c.soft).any(1)).sum() for c in out[:8])
+    assert not np.isnan(soft).any()

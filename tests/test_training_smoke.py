@@ -5,6 +5,7 @@ Reads the data through NER_DATA_DIR (default ../shared/data); fails when it is a
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -16,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import torch  # noqa: F401
+import torch
 
 from export.checkpoint import load_tokenizer  # noqa: E402
-from ner_model.architecture import LacBiGruCrf  # noqa: E402
+from ner_model.architecture import LacBiGruCrf, label_config  # noqa: E402
 from ner_model.data import default_data_dir, msra_file, vocab_file  # noqa: E402
 from training import data as D  # noqa: E402
 
@@ -526,3 +527,79 @@ def _wait_for(find, seconds: float = 300):
         assert time.time() < deadline
         time.sleep(0.01)
     return found
+
+
+def _teacher_divergence(student_dir: Path, teacher_dir: Path, data_dir: Path) -> float:
+    """Mean KL divergence, over the dev words, from the teacher's emission softmax to the student's."""
+    import torch.nn.functional as F
+
+    from training.train import prepare_data
+
+    args = argparse.Namespace(data_dir=data_dir, dev_size=60, train_limit=0, dev_limit=0, tag_scheme="bioes")
+    tok, _, _, _, dev = prepare_data(args, student_dir)
+    batch = [torch.from_numpy(a) for a in D.collate(D.make_chunks(D.encode_sentences(tok, dev), 64))]
+    ids, mask, pos, wmask, _ = batch
+    with torch.no_grad():
+        em = [LacBiGruCrf.from_pretrained(d).word_emissions(ids, mask, pos)[wmask] for d in (student_dir, teacher_dir)]
+    return float(F.kl_div(F.log_softmax(em[0], -1), F.log_softmax(em[1], -1), log_target=True,
+                          reduction="batchmean"))
+
+
+def test_distillation_follows_the_teacher_and_caches_its_emissions(trained, small_data_dir, tmp_path, capsys):
+    """``python -m training.distill``: a student trained from the teacher's soft labels (noise on) ends closer to the
+    teacher than the same run without them; the teacher's emissions are computed once and read back from the cache,
+    and a run from the cache repeats the first one exactly."""
+    from training.cli import main as train_main
+    from training.distill import main
+
+    cache = tmp_path / "soft-labels"
+
+    def run(out, *extra):
+        return _small_run(out, small_data_dir, "--max-steps", "40", "--eval-every", "20", "--noise-share", "0.3",
+                          *extra)
+
+    distilled = run(tmp_path / "student", "--teacher", str(trained), "--soft-labels-dir", str(cache),
+                    "--distill-weight", "3")
+    assert main(distilled) == 0
+    assert len(list(cache.glob("*.npz"))) == 1 and "cached in" in capsys.readouterr().out
+    training = json.loads((tmp_path / "student" / "config.json").read_text())["training"]
+    assert training["teacher"] == str(trained) and training["distill_weight"] == 3.0
+    assert train_main(run(tmp_path / "plain")) == 0
+    closer = _teacher_divergence(tmp_path / "student", trained, small_data_dir)
+    farther = _teacher_divergence(tmp_path / "plain", trained, small_data_dir)
+    assert closer < 0.7 * farther, (closer, farther)
+
+    again = [a if a != str(tmp_path / "student") else str(tmp_path / "again") for a in distilled]
+    assert main(again) == 0
+    assert "teacher's emissions from" in capsys.readouterr().out and len(list(cache.glob("*.npz"))) == 1
+    logs = [json.loads((tmp_path / d / "training_log.json").read_text()) for d in ("student", "again")]
+    assert logs[0]["losses"] == logs[1]["losses"] and logs[0]["evals"][-1]["dev_f1"] == logs[1]["evals"][-1]["dev_f1"]
+
+
+def test_distillation_refuses_a_teacher_of_other_labels(trained, small_data_dir, tmp_path):
+    from training.distill import main
+
+    with pytest.raises(SystemExit, match="labels"):
+        main(_small_run(tmp_path / "student", small_data_dir, "--teacher", str(trained), "--tag-scheme", "bio",
+                        "--soft-labels-dir", str(tmp_path / "soft")))
+    with pytest.raises(SystemExit, match="one model"):
+        main(_small_run(tmp_path / "student", small_data_dir, "--teacher", str(trained), "--members", "2"))
+
+
+def test_the_distillation_loss_ignores_a_per_word_offset_and_words_without_soft_labels():
+    from training.distill import distillation_loss
+
+    torch.manual_seed(0)
+    model = LacBiGruCrf({**label_config(D.scheme_labels("bioes")), "vocab_size": 200, "num_gru_layers": 1, "num_attention_layers": 0,
+        "dropout": 0.0, "hidden_size": 8, "embedding_dim": 8, "lexicon_buckets": 0, "lexicon_max_len": 8}).eval()
+    ids = torch.randint(103, 200, (2, 7))
+    mask, pos = torch.ones_like(ids), torch.arange(1, 6).repeat(2, 1)
+    wmask, labels = torch.ones(2, 5, dtype=torch.bool), torch.zeros(2, 5, dtype=torch.long)
+    em = model.word_emissions(ids, mask, pos).detach()
+    nll = model.loss(ids, mask, pos, wmask, labels)
+    have = torch.ones(2, 5, dtype=torch.bool)
+    same = distillation_loss(model, ids, mask, pos, wmask, labels, em + torch.randn(2, 5, 1) * 3, have, 5.0, 2.0)
+    assert torch.allclose(same, nll, atol=1e-5)
+    other = em.flip(-1)
+    assert distillation_loss(model, ids, mask, pos, wmask, labels, other, have, 1.0, 1.0) > nll + 1e-3
+    assert torch.allclose(distillation_loss(model, ids, mask, pos, wmask, labels, other, ~have, 1.0, 1.0), nll)

@@ -122,18 +122,26 @@ def entity_runs(tags: Sequence[str]) -> list[Span]:
     return runs
 
 
-def retag(perturbed: Perturbed, tags: Sequence[str]) -> tuple[str, ...]:
-    """The tags of ``perturbed.text``: ``O`` on every inserted piece, the original tags, in order, elsewhere."""
-    inserted = [False] * len(perturbed.text)
+def sources(perturbed: Perturbed) -> np.ndarray:
+    """For each character of ``perturbed.text``: the index of the original character it stands for (the originals are
+    kept in order, one for one), or -1 for a character of an inserted piece."""
+    inserted = np.zeros(len(perturbed.text), bool)
     for a, b in perturbed.inserted:
-        inserted[a:b] = [True] * (b - a)
-    original = iter(tags)
-    return tuple("O" if piece else next(original) for piece in inserted)
+        inserted[a:b] = True
+    out = np.full(len(perturbed.text), -1, np.int64)
+    out[~inserted] = np.arange(int((~inserted).sum()))
+    return out
+
+
+def retag(source: np.ndarray, tags: Sequence[str]) -> tuple[str, ...]:
+    """The tags of a perturbed text from its ``sources``: ``O`` on every inserted piece, the original tags elsewhere."""
+    return tuple("O" if k < 0 else tags[k] for k in source.tolist())
 
 
 def noisy_text(parts: Sequence[tuple[str, Sequence[str]]], kind: str, rng: random.Random, rate: float,
-               convert: Callable[[str], str] | None = None) -> tuple[str, tuple[str, ...]]:
-    """One perturbed text and its BIO tags, from the (text, tags) of one chunk, or of several for ``joined``.
+               convert: Callable[[str], str] | None = None) -> tuple[str, tuple[str, ...], np.ndarray]:
+    """One perturbed text, its BIO tags and its ``sources`` (into the parts' texts one after another), from the
+    (text, tags) of one chunk, or of several for ``joined``.
 
     ``emoji``, ``rare`` (``[UNK]`` runs), ``latin``, ``width``, ``space``: pieces in the gaps outside entities at
     ``rate``, tagged ``O`` (``width`` also flips characters' widths, inside entities too, one for one);
@@ -145,12 +153,30 @@ def noisy_text(parts: Sequence[tuple[str, Sequence[str]]], kind: str, rng: rando
         tags = tuple(tag for _, part_tags in parts for tag in part_tags)
         if rng.random() < 0.5:
             whole = insert_pieces(whole.text, whole.spans, rng, rate, mixed_piece, whole.seams)
-        return whole.text, retag(whole, tags)
+        source = sources(whole)
+        return whole.text, retag(source, tags), source
     (text, tags), = parts
     if kind == "traditional":
-        return to_traditional(text, (), convert).text, tuple(tags)
+        return to_traditional(text, (), convert).text, tuple(tags), np.arange(len(text))
     out = perturb(text, entity_runs(tags), kind, rng, rate)
-    return out.text, retag(out, tags)
+    source = sources(out)
+    return out.text, retag(source, tags), source
+
+
+def char_soft(chunks: Sequence[Chunk], source: np.ndarray) -> np.ndarray | None:
+    """The teacher's emissions of ``chunks`` (one after another) at the characters of their perturbed text: a word's
+    emissions at its first character when that character is kept, NaN elsewhere (inserted pieces, other characters);
+    None when a chunk has none."""
+    if any(c.soft is None for c in chunks):
+        return None
+    original = np.full((sum(len(c.text) for c in chunks), chunks[0].soft.shape[1]), np.nan, np.float32)
+    offset = 0
+    for c in chunks:
+        original[offset + c.word_chars] = c.soft
+        offset += len(c.text)
+    out = np.full((len(source), original.shape[1]), np.nan, np.float32)
+    out[source >= 0] = original[source[source >= 0]]
+    return out
 
 
 class NoiseAugmenter:
@@ -178,6 +204,7 @@ class NoiseAugmenter:
     def __call__(self, chunks: list[Chunk]) -> list[Chunk]:
         slots: list[Chunk | int] = []  # a chunk kept as it is, or the index of a perturbed text
         texts: list[tuple[str, tuple[str, ...]]] = []
+        softs: list[np.ndarray | None] = []
         k = 0
         while k < len(chunks):
             if self.rng.random() >= self.share:
@@ -189,11 +216,15 @@ class NoiseAugmenter:
             k += len(group)
             rate = self.rng.uniform(*NOISE_RATES)
             slots.append(len(texts))
-            texts.append(noisy_text([(c.text, c.tags) for c in group], kind, self.rng, rate, self.convert))
+            text, tags, source = noisy_text([(c.text, c.tags) for c in group], kind, self.rng, rate, self.convert)
+            texts.append((text, tags))
+            softs.append(char_soft(group, source))
             self.counts[kind] += 1
         if not texts:
             return chunks
         encoded = encode_sentences(self.tokenizer, [(list(text), list(tags)) for text, tags in texts])
+        for e, soft in zip(encoded, softs):
+            e.char_soft = soft
         out = []
         for slot in slots:
             if isinstance(slot, int):

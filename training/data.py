@@ -62,6 +62,9 @@ class Encoded:
     n_chars: int = 0
     chars: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
+    # A teacher's emissions at each character that starts one of its words ([n_chars, C], NaN elsewhere), carried
+    # through noise augmentation to the words of the perturbed text (training/distill.py).
+    char_soft: np.ndarray | None = None
 
 
 def encode_sentences(tokenizer, sentences, label2id=None, batch_size: int = 2000) -> list[Encoded]:
@@ -128,6 +131,8 @@ class Chunk:
     # The characters the chunk was cut from and their BIO tags: noise augmentation perturbs these and tokenises again.
     text: str = ""
     tags: tuple[str, ...] = ()
+    word_chars: np.ndarray | None = None  # the character of ``text`` that starts each word
+    soft: np.ndarray | None = None  # distillation: the teacher's emissions of each word ([n_words, C], NaN: none)
 
 
 def make_chunks(encoded: list[Encoded], max_tokens: int) -> list[Chunk]:
@@ -146,9 +151,11 @@ def make_chunks(encoded: list[Encoded], max_tokens: int) -> list[Chunk]:
             # chunks meet at a word's first character, so tokenising a chunk's text alone gives the chunk's words
             c0 = e.word_char_start[a] if a else 0
             c1 = e.word_char_start[b] if b < len(e.word_token) else e.n_chars
+            starts = np.asarray(e.word_char_start[a:b], np.int64)
             chunks.append(Chunk(np.asarray(ids, np.int64), np.asarray(pos, np.int64),
                                 np.asarray(e.word_labels[a:b], np.int64),
-                                "".join(e.chars[c0:c1]), tuple(e.tags[c0:c1])))
+                                "".join(e.chars[c0:c1]), tuple(e.tags[c0:c1]), starts - c0,
+                                None if e.char_soft is None else e.char_soft[starts]))
     return chunks
 
 
@@ -170,6 +177,22 @@ def collate(chunks: list[Chunk]):
         wmask[i, :n] = True
         labels[i, :n] = np.maximum(c.labels, 0)
     return ids, mask, pos, wmask, labels
+
+
+def collate_soft(chunks: list[Chunk], num_labels: int):
+    """The teacher's word emissions of a batch as collated by ``collate`` ([B, T, C], zero where there are none) and
+    where they exist ([B, T] bool): padding, chunks without them and words of inserted noise have none."""
+    T = max(len(c.word_pos) for c in chunks)
+    soft = np.zeros((len(chunks), T, num_labels), np.float32)
+    have = np.zeros((len(chunks), T), bool)
+    for i, c in enumerate(chunks):
+        if c.soft is None:
+            continue
+        n = len(c.word_pos)
+        known = ~np.isnan(c.soft).any(axis=1)
+        soft[i, :n] = np.where(known[:, None], c.soft, 0)
+        have[i, :n] = known
+    return soft, have
 
 
 def bucket_batches(chunks: list[Chunk], max_batch_tokens: int, max_batch_size: int, rng: random.Random,

@@ -20,6 +20,7 @@ from ner_model.architecture import LacBiGruCrf, label_config
 from ner_model.data import msra_file, read_bio, vocab_file, write_tokenizer_files
 
 from . import data as D
+from . import distill
 from .augment import NoiseAugmenter, mask_tokens, mention_pool, replace_mentions
 from .cli import SETTINGS
 from .ensemble import PROGRESS_PREFIX
@@ -28,7 +29,8 @@ from .evaluate import evaluate
 COMBINE_MINUTES = 2.0  # kept, in an ensemble run, for loading the members, scoring the ensemble on dev and saving it
 MEMBER_SETTINGS_SET_BY_ENSEMBLE = ("output", "seed", "threads", "members", "members_dir", "max_minutes", "progress",
                                    "progress_lines")
-NOT_TRAINING_CONFIG = ("output", "data_dir", "progress", "progress_lines", "members_dir", "resume", "save_every")
+NOT_TRAINING_CONFIG = ("output", "data_dir", "progress", "progress_lines", "members_dir", "resume", "save_every",
+                       "soft_labels_dir")
 SESSION_SETTINGS = ("max_minutes",)  # may differ between the sessions of one resumed run
 STATE_FILE = "training_state.pt"  # in --output while a run is unfinished: what --resume continues from
 LAC_GRU_LAYERS = 2
@@ -324,6 +326,9 @@ def train(args) -> int:
     train_enc = D.encode_sentences(tok, train_s)
     dev_enc = D.encode_sentences(tok, dev_s)
     chunks = D.chunks_in_scheme(D.make_chunks(train_enc, args.max_chunk_tokens), labels)
+    teacher = getattr(args, "teacher", None)  # set by python -m training.distill
+    if teacher:
+        chunks = distill.attach_soft_labels(args, chunks, tok, labels)
     n_tokens = sum(len(c.input_ids) for c in chunks)
     print(f"train: {len(train_s)} sentences → {len(chunks)} chunks, {n_tokens} tokens; dev: {len(dev_s)} sentences "
           f"({time.time() - t_start:.0f}s)", flush=True)
@@ -485,7 +490,12 @@ def train(args) -> int:
                                 for c in batch_chunks]
             ids, mask, pos, wmask, lab = (torch.from_numpy(a) for a in D.collate(batch_chunks))
             ids = mask_tokens(ids, mask, args.token_dropout, token_dropout_rng)
-            loss = model.loss(ids, mask, pos, wmask, lab)
+            if teacher:
+                soft, have = (torch.from_numpy(a) for a in D.collate_soft(batch_chunks, len(labels)))
+                loss = distill.distillation_loss(model, ids, mask, pos, wmask, lab, soft, have, args.distill_weight,
+                                                 args.distill_temperature)
+            else:
+                loss = model.loss(ids, mask, pos, wmask, lab)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if args.grad_clip > 0:
