@@ -7,6 +7,7 @@ from .memory import mb
 SECTIONS = [
     "Targets",
     "Machine and versions",
+    "Machine ceiling",
     "Side by side",
     "Triton through the client SDK",
     "gRPC and HTTP",
@@ -122,6 +123,25 @@ def _met(value) -> str:
     return {True: "**met**", False: "**not met**", None: "–"}[value]
 
 
+def _ops(counts: dict) -> str:
+    return ", ".join(f"`{op}` ×{n}" for op, n in counts.items())
+
+
+def _ceiling_rows(results: dict) -> list[list]:
+    """Per model and build: its weight multiply-adds per token, the ceiling, the served best and its share."""
+    rows = []
+    for size, r in results["sizes"].items():
+        c = r.get("gemm_ceiling")
+        for precision, label in (("int8", "INT8 (`ner`)"), ("fp32", "FP32 (`ner_fp32`)")) if c else ():
+            macs = c["macs_per_token"][precision]
+            per_token = (f"{macs / 1e6:.3g}" if precision == "fp32"
+                         else f"{macs['int8'] / 1e6:.3g} INT8 + {macs['fp32'] / 1e6:.3g} FP32")
+            rows.append([size, label, per_token, f"{c['mean_tokens_per_text']:.1f}",
+                         f"{c['tokens_per_s'][precision]:.0f}", c["texts_per_s"][precision],
+                         c["served_best_per_s"][precision], f"{c['share'][precision]:.1%}"])
+    return rows
+
+
 def _size_title(results: dict, size: str) -> str:
     return f"{size} — {results['sizes'][size]['model']['description']}"
 
@@ -144,6 +164,13 @@ def markdown(results: dict) -> str:
     out += _table(["target", "model", "measured", "ratio", "threshold", "result"],
                   [[t["target"] + (" *(polluted)*" if t.get("polluted") else ""), t["size"], t["measured"], t["ratio"],
                     t["threshold"], _met(t["met"])] for t in results.get("targets", [])])
+    ceiling = results["gemm_ceiling"]["ceiling"]
+    out += ["", "Served throughput as a share of the GEMM-bound ceiling: the texts per second a model's weight GEMMs "
+            f"alone would take at this machine's INT8 and FP32 rates (M = {ceiling['tokens']} tokens, "
+            f"{ceiling['threads']} threads; *Machine ceiling*), over the texts the SDK sent; served: the ensemble at "
+            "its best concurrency through the SDK.", ""]
+    out += _table(["model", "build", "multiply-adds per token (millions)", "tokens per text", "ceiling tokens/s",
+                   "ceiling texts/s", "served best /s", "share of ceiling"], _ceiling_rows(results))
     out.append("")
 
     out += ["## Machine and versions", ""]
@@ -157,6 +184,27 @@ def markdown(results: dict) -> str:
             "- Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items() if v),
             f"- Code: {results['git'].get('commit', '?')[:12]} ({results['git'].get('dirty_files', 0)} files changed "
             "since)", ""]
+
+    gemm = results["gemm_ceiling"]
+    tokens = sorted({p["tokens"] for p in gemm["points"]})
+    out += ["## Machine ceiling", "",
+            f"ONNX Runtime {results['versions'].get('onnxruntime')} on this CPU (VNNI: "
+            f"{'yes' if cpu['vnni'] else 'no'}, AMX INT8: {'yes' if cpu['flags'].get('amx_int8') else 'no'}), measured before anything else: one "
+            "BERT-base layer's weight GEMMs (" + ", ".join(f"{k}→{n}" for k, n in gemm["layer_gemms"]) + ") over M "
+            f"tokens, {gemm['seconds_per_point']} s per point after a warm-up run, in G multiply-adds per second. "
+            "INT8: uint8 activations × per-channel int8 weights in the export's static QDQ form, which ONNX Runtime "
+            f"runs as {_ops(gemm['ran_as']['int8'])}; FP32 as {_ops(gemm['ran_as']['fp32'])}. The ceiling: "
+            f"M = {ceiling['tokens']}, {ceiling['threads']} threads.", ""]
+    rows = []
+    for precision in ("int8", "fp32"):
+        for threads in sorted({p["threads"] for p in gemm["points"]}):
+            by_tokens = {p["tokens"]: p for p in gemm["points"]
+                         if (p["precision"], p["threads"]) == (precision, threads)}
+            rows.append([precision.upper(), threads] + [f"{by_tokens[m]['macs_per_s'] / 1e9:.1f}" for m in tokens]
+                        + [f"{by_tokens[ceiling['tokens']]['tops']:.3f}"])
+    out += _table(["precision", "threads"] + [f"M = {m}" for m in tokens] + [f"TOPS at M = {ceiling['tokens']}"],
+                  rows)
+    out.append("")
 
     sizes = list(results["sizes"])
     out += ["## Side by side", "",

@@ -1,5 +1,6 @@
-"""The whole benchmark suite, in one process: baselines, Triton through the client SDK, perf_analyzer, locust, memory,
-the tuning sweep, then the JSON, the Markdown report and the plots (see perf/README.md)."""
+"""The whole benchmark suite, in one process: the machine's GEMM ceiling, baselines, Triton through the client SDK,
+perf_analyzer, locust, memory, the tuning sweep, then the JSON, the Markdown report and the plots (see
+perf/README.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from pathlib import Path
 
 from serving.server import REPO_ROOT
 
-from . import alternating, baselines, load, locust_run, machine, memory, models, perf_analyzer, report, servers
+from . import (alternating, baselines, gemm_ceiling, load, locust_run, machine, memory, models, perf_analyzer, report,
+               servers)
 from .cli import SIZES
 from .texts import describe, msra_sentences
 
@@ -45,6 +47,9 @@ class Settings:
     # Targets comparing the session with the ensemble: both in turns over the same texts (perf/alternating.py).
     alternating_rounds: int = 9
     alternating_texts: dict = field(default_factory=lambda: {"default": 80, "bert-base": 160})
+    # The machine's GEMM ceiling (perf/gemm_ceiling.py): token counts M and seconds per point.
+    gemm_tokens: tuple = gemm_ceiling.TOKENS
+    gemm_seconds: float = 0.5
     # In smoke runs the BERT-base slot is filled by the tiny model, so that every section runs in seconds.
     tiny_for_bert_base: bool = False
     default_model: Path | None = None  # None: models/default, else the tiny generated model
@@ -58,7 +63,7 @@ class Settings:
                    pa_concurrency=(1, 4), pa_request_count={"default": 20, "bert-base": 8}, locust_seconds=5,
                    locust_max_requests={"default": 100, "bert-base": 30}, tuning_requests={"default": (20, 40),
                    "bert-base": (8, 16)}, warmup_requests=4, alternating_rounds=2,
-                   alternating_texts={"default": 20, "bert-base": 12})
+                   alternating_texts={"default": 20, "bert-base": 12}, gemm_seconds=0.2)
 
     @classmethod
     def smoke_settings(cls) -> "Settings":
@@ -69,6 +74,7 @@ class Settings:
                    locust_seconds=3, locust_max_requests={"default": 20, "bert-base": 20},
                    tuning_requests={"default": (6, 8), "bert-base": (6, 8)}, warmup_requests=2,
                    alternating_rounds=2, alternating_texts={"default": 8, "bert-base": 8},
+                   gemm_tokens=(gemm_ceiling.TOKENS[0], gemm_ceiling.CEILING_TOKENS), gemm_seconds=0.05,
                    tiny_for_bert_base=True)
 
 
@@ -145,7 +151,7 @@ def _model_spec(size: str, settings: Settings, log) -> models.ModelSpec:
     return models.bert_base_model(log)
 
 
-def run_size(size: str, settings: Settings, out: Path, log) -> dict:
+def run_size(size: str, settings: Settings, out: Path, log, gemm: dict) -> dict:
     spec = _model_spec(size, settings, log)
     log(f"== {size}: {spec.description}")
     export_dir = models.exported(spec, log)
@@ -278,6 +284,13 @@ def run_size(size: str, settings: Settings, out: Path, log) -> dict:
     result["memory"]["peak_under_load"] = max(peaks, key=lambda p: p["total_bytes"])
     log(f"  PSS peak under load {memory.mb(result['memory']['peak_under_load']['total_bytes'])} MB, idle after load "
         f"{memory.mb(result['memory']['idle_after_load']['total_bytes'])} MB")
+    served = {"int8": report.best_point(result["triton_sdk"]["ner"])["throughput_per_s"],
+              "fp32": report.best_point(result["triton_sdk"]["ner_fp32"])["throughput_per_s"]}
+    result["gemm_ceiling"] = gemm_ceiling.ceiling(
+        gemm, gemm_ceiling.model_macs_per_token(onnx["fp32"], onnx["int8"]),
+        gemm_ceiling.tokens_per_text(tokenizer_json, texts[: settings.sdk_requests[size]]), served)
+    log(f"  GEMM-bound ceiling {result['gemm_ceiling']['texts_per_s']} texts/s; served best {served}: shares "
+        f"{result['gemm_ceiling']['share']}")
 
     if settings.tuning:
         result["tuning"] = run_tuning(size, settings, export_dir, int8_variants, texts, out, repos, use_sdk, log)
@@ -337,8 +350,10 @@ def run(settings: Settings, output: Path | None = None) -> Path:
         log(f"WARNING: the machine was {results['machine']['cpu_busy_before_start']:.0%} busy before the suite "
             f"started ({', '.join(results['machine']['busy_processes_at_start']) or 'unknown processes'}): every "
             "speed figure of this run is polluted")
+    log(f"GEMM ceiling: ONNX Runtime INT8 and FP32 on BERT-base layer shapes, M = {settings.gemm_tokens}")
+    results["gemm_ceiling"] = gemm_ceiling.measure(settings.gemm_tokens, seconds=settings.gemm_seconds, log=log)
     for size in settings.sizes:
-        results["sizes"][size] = run_size(size, settings, out, log)
+        results["sizes"][size] = run_size(size, settings, out, log, results["gemm_ceiling"])
         _write(out, results)
     results["run"]["seconds"] = round(time.perf_counter() - started, 1)
     results["run"]["load_average_at_end"] = machine.load_average()

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
+from perf import gemm_ceiling
 from perf.cli import SIZES, main
 from perf.report import SECTIONS
 
@@ -76,6 +78,46 @@ def test_report_has_every_section_and_the_targets_table(smoke_run):
     int8 = report.split("\n## INT8 builds")[1].split("\n## ")[0]
     dynamic_rows = [line.split(" | ") for line in int8.splitlines() if line.startswith("| bert-base | INT8 dynamic |")]
     assert len(dynamic_rows) == 1 and "–" not in dynamic_rows[0][2:7], dynamic_rows  # in process, Triton, agreement
+
+
+def test_gemm_ceiling_and_each_models_share_of_it(smoke_run):
+    results = json.loads((smoke_run / "results.json").read_text())
+    gemm = results["gemm_ceiling"]
+    assert {"avx512_vnni", "avx_vnni", "amx_int8"} <= set(results["machine"]["cpu"]["flags"])
+    points = {(p["precision"], p["threads"], p["tokens"]): p for p in gemm["points"]}
+    assert set(points) == {(precision, threads, tokens) for precision in ("int8", "fp32") for threads in (1, 2)
+                           for tokens in results["settings"]["gemm_tokens"]}
+    assert all(p["macs_per_s"] > 0 and p["tops"] == pytest.approx(2 * p["macs_per_s"] / 1e12, abs=1e-4)
+               for p in points.values())
+    rates = {precision: points[precision, gemm_ceiling.CEILING_THREADS, gemm_ceiling.CEILING_TOKENS]["macs_per_s"]
+             for precision in ("int8", "fp32")}
+    for size, r in results["sizes"].items():
+        c = r["gemm_ceiling"]
+        macs = c["macs_per_token"]
+        assert macs["fp32"] > 0 and macs["int8"]["int8"] + macs["int8"]["fp32"] == macs["fp32"], size
+        # The share, again from the JSON's own figures: the served best over the texts/s the GEMMs alone allow.
+        seconds_per_token = {"int8": macs["int8"]["int8"] / rates["int8"] + macs["int8"]["fp32"] / rates["fp32"],
+                             "fp32": macs["fp32"] / rates["fp32"]}
+        for precision, model in (("int8", "ner"), ("fp32", "ner_fp32")):
+            best = max(p["throughput_per_s"] for p in r["triton_sdk"][model])
+            ceiling = 1 / seconds_per_token[precision] / c["mean_tokens_per_text"]
+            assert c["share"][precision] == pytest.approx(best / ceiling, rel=1e-3), (size, precision)
+    # The BERT slot's weight GEMMs, from its config: every layer's Q, K, V, output and feed-forward pair in INT8,
+    # the label head in FP32.
+    config = json.loads((Path(results["sizes"]["bert-base"]["model"]["checkpoint"]) / "config.json").read_text())
+    hidden, head = config["hidden_size"], config["hidden_size"] * len(config["id2label"])
+    encoder = config["num_hidden_layers"] * (4 * hidden**2 + 2 * hidden * config["intermediate_size"])
+    assert results["sizes"]["bert-base"]["gemm_ceiling"]["macs_per_token"] == {
+        "fp32": encoder + head, "int8": {"int8": encoder, "fp32": head}}
+    report = (smoke_run / "report.md").read_text()
+    section = report.split("\n## Machine ceiling")[1].split("\n## ")[0]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith(("| INT8 |", "| FP32 |"))]
+    assert [row[:2] for row in rows] == [["| INT8", "1"], ["| INT8", "2"], ["| FP32", "1"], ["| FP32", "2"]]
+    targets = report.split("\n## Targets")[1].split("\n## ")[0]
+    for size, r in results["sizes"].items():
+        for precision, label in (("int8", "INT8 (`ner`)"), ("fp32", "FP32 (`ner_fp32`)")):
+            (row,) = [line for line in targets.splitlines() if line.startswith(f"| {size} | {label} |")]
+            assert row.endswith(f" | {r['gemm_ceiling']['share'][precision]:.1%} |"), row
 
 
 def test_plots_are_pngs(smoke_run):
