@@ -18,6 +18,7 @@ from ner_pipeline.windows import WindowConfig
 
 from .errors import CheckpointError
 from .onnx_export import OnnxExportConfig
+from .optimize import GraphOptimizationConfig
 from .calibration import CalibrationConfig
 from .quantize import QUANTIZATION_MODES, QuantizationConfig
 from .repository import ENCODER_BACKENDS, REPO_ROOT, RepositoryConfig
@@ -32,6 +33,9 @@ SETTINGS = SettingGroup("NER_EXPORT_", (
     Setting("encoder_backend", R.encoder_backend, "python: onnxruntime inside a Python-backend model (this machine's "
             "server); onnxruntime: Triton's native backend (the official container)", choices=ENCODER_BACKENDS),
     Setting("opset", OnnxExportConfig.opset, "ONNX opset, at most 21 for the 24.10 container", type=positive_int),
+    Setting("fuse", GraphOptimizationConfig.enabled, "ONNX Runtime's transformer fusions (attention, skip-LayerNorm, "
+            "bias-GELU) in a BERT-family encoder's graph before quantization; other models and the onnxruntime "
+            "backend keep the unfused graph", type=boolean),
     Setting("quantization", QuantizationConfig.mode, "INT8 activation scales: static (calibrated at export on "
             "training text; a text's scores do not depend on its batch) or dynamic (computed per call over the whole "
             "batch)", choices=QUANTIZATION_MODES),
@@ -67,7 +71,8 @@ SETTINGS = SettingGroup("NER_EXPORT_", (
 ), title="python -m export")
 
 
-def configs(args) -> tuple[RepositoryConfig, OnnxExportConfig, QuantizationConfig, CalibrationConfig]:
+def configs(args) -> tuple[RepositoryConfig, OnnxExportConfig, QuantizationConfig, CalibrationConfig,
+                           GraphOptimizationConfig]:
     """The export's configuration objects from its settings; ValueError when a value is out of range."""
     window = replace(WindowConfig(), max_text_chars=args.max_text_chars, overlap_tokens=args.window_overlap)
     repo_cfg = RepositoryConfig(
@@ -80,20 +85,21 @@ def configs(args) -> tuple[RepositoryConfig, OnnxExportConfig, QuantizationConfi
     quant_cfg = QuantizationConfig(mode=args.quantization, reduce_range=args.reduce_range)
     calibration_cfg = CalibrationConfig(file=args.calibration_file, data_dir=args.data_dir,
                                         texts=args.calibration_texts)
-    return repo_cfg, OnnxExportConfig(opset=args.opset), quant_cfg, calibration_cfg
+    return (repo_cfg, OnnxExportConfig(opset=args.opset), quant_cfg, calibration_cfg,
+            GraphOptimizationConfig(enabled=args.fuse))
 
 
 def main(argv=None) -> int:
     args = SETTINGS.parse(argv, prog="python -m export", description=__doc__)
     try:
-        repo_cfg, onnx_cfg, quant_cfg, calibration_cfg = configs(args)
+        cfgs = configs(args)
     except ValueError as err:  # a setting out of range, e.g. a malformed --run-cost
         print(f"error: {err}", file=sys.stderr)
         return 2
     from .pipeline import export_checkpoint
 
     try:
-        export_checkpoint(args.checkpoint, args.output, repo_cfg, onnx_cfg, quant_cfg, calibration_cfg)
+        export_checkpoint(args.checkpoint, args.output, *cfgs)
     except CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

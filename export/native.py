@@ -17,7 +17,9 @@ MAX_IR_VERSION = 10
 # Operators of the default domain (ai.onnx) that ONNX Runtime 1.19's CPU provider runs at every version up to opset
 # 21: those torch's exporter writes for the supported layouts (BERT-family encoders, the default model's BiGRU and
 # self-attention) and those INT8 quantization writes (dynamic: DynamicQuantizeLinear + MatMulInteger; static QDQ:
-# QuantizeLinear + DequantizeLinear). No other domain: contrib operators (com.microsoft) change between releases.
+# QuantizeLinear + DequantizeLinear). No other domain: contrib operators (com.microsoft) change between releases, and
+# the fused graphs of export/optimize.py are written by a later ONNX Runtime's optimizer, so an export for this backend
+# keeps the unfused graph.
 OPERATORS = frozenset("""
     Abs Add And ArgMax Cast Ceil Clip Concat Constant ConstantOfShape CumSum DequantizeLinear Div
     DynamicQuantizeLinear Einsum Equal Erf Exp Expand Flatten Floor GRU Gather GatherElements GatherND Gemm Greater

@@ -1,5 +1,6 @@
-"""Checkpoint → Triton model repository: ONNX FP32 (parity-checked against PyTorch), ONNX INT8 (label agreement
-with FP32 reported), the tokenizer and decoder models and both ensembles, with ``export_report.json`` beside them."""
+"""Checkpoint → Triton model repository: ONNX FP32 (a BERT-family encoder with ONNX Runtime's transformer fusions;
+parity-checked against PyTorch), ONNX INT8 quantized from it (label agreement with FP32 reported), the tokenizer and
+decoder models and both ensembles, with ``export_report.json`` beside them."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from .calibration import CalibrationConfig, calibration_rows, calibration_texts
 from .checkpoint import describe, load_checkpoint, tokenizer_source
 from .tokenizer_files import save_tokenizer
 from .onnx_export import OnnxExportConfig, export_fp32, max_abs_difference, onnx_session
+from .optimize import GraphOptimizationConfig, for_model, fuse_fp32
 from .quantize import QuantizationConfig, label_agreement, quantize_int8
 from .model_hash import written_hash
 from .repository import ENSEMBLES, RepositoryConfig, write_repository
@@ -44,10 +46,11 @@ class Progress:
 def export_checkpoint(checkpoint_dir: Path, output: Path, repo_cfg: RepositoryConfig,
                       onnx_cfg: OnnxExportConfig = OnnxExportConfig(),
                       quant_cfg: QuantizationConfig = QuantizationConfig(),
-                      calibration_cfg: CalibrationConfig = CalibrationConfig()) -> dict:
+                      calibration_cfg: CalibrationConfig = CalibrationConfig(),
+                      fusion_cfg: GraphOptimizationConfig = GraphOptimizationConfig()) -> dict:
     """Writes the repository and ``export_report.json`` inside it; returns the report."""
     started = time.perf_counter()
-    progress = Progress(6)
+    progress = Progress(7)
     progress(f"loading checkpoint {checkpoint_dir}")
     checkpoint = load_checkpoint(checkpoint_dir)
     print(f"      {describe(checkpoint)}", flush=True)
@@ -66,12 +69,31 @@ def export_checkpoint(checkpoint_dir: Path, output: Path, repo_cfg: RepositoryCo
         parity_rows = rows + [(batch.input_ids, batch.attention_mask)]
 
         progress(f"exporting ONNX FP32 (opset {onnx_cfg.opset})")
-        fp32_path = export_fp32(checkpoint.model, tmp / "fp32.onnx", onnx_cfg)
+        fp32_path = unfused_path = export_fp32(checkpoint.model, tmp / "fp32.onnx", onnx_cfg)
+        fusion_cfg, unfused_reason = for_model(fusion_cfg, checkpoint.model, repo_cfg.encoder_backend)
+        fusion = asdict(fusion_cfg)
+        if not unfused_reason:
+            fusion["fused_operators"] = fuse_fp32(unfused_path, tmp / "fp32-fused.onnx", fusion_cfg)
+            if fusion["fused_operators"]:
+                fp32_path = tmp / "fp32-fused.onnx"
+            else:
+                unfused_reason = "ONNX Runtime's transformer optimizer found nothing to fuse"
+        fusion = {"applied": not unfused_reason, **fusion}
+        if unfused_reason:
+            fusion["unfused_because"] = unfused_reason
+            progress(f"keeping the FP32 graph unfused: {unfused_reason}")
+        else:
+            progress("fused the FP32 graph (ONNX Runtime's transformer optimizer): " + ", ".join(
+                f"{count} {op}" for op, count in fusion["fused_operators"].items()))
         fp32_session = onnx_session(fp32_path)
         progress(f"checking FP32 parity with PyTorch on {len(rows)} rows, one by one and as one batch")
         parity = max_abs_difference(checkpoint.model, fp32_session, parity_rows)
         if parity > onnx_cfg.parity_tolerance:
-            raise RuntimeError(f"ONNX FP32 differs from PyTorch by {parity:.2e} > {onnx_cfg.parity_tolerance:.0e}")
+            raise RuntimeError(f"ONNX FP32 differs from PyTorch by {parity:.2e} > {onnx_cfg.parity_tolerance:.0e}"
+                               + ("" if unfused_reason else " (the fused graph; --no-fuse exports it unfused)"))
+        if not unfused_reason:
+            fusion["unfused_parity_max_abs_logit_diff"] = max_abs_difference(
+                checkpoint.model, onnx_session(unfused_path), parity_rows)
 
         calibration = calibrated_on = None
         if quant_cfg.mode == "static":
@@ -109,6 +131,7 @@ def export_checkpoint(checkpoint_dir: Path, output: Path, repo_cfg: RepositoryCo
         "int8_label_agreement": agreement,
         "sample_rows": len(rows),
         "onnx": asdict(onnx_cfg),
+        "fusion": fusion,
         "quantization": asdict(quant_cfg),
         "calibration": calibrated_on,
         "repository": asdict(repo_cfg),

@@ -18,11 +18,19 @@ import numpy as np
 from .onnx_export import run_onnx
 
 QUANTIZATION_MODES = ("static", "dynamic")
-HEAD_NARROWING = 4  # a weight MatMul whose output is this many times narrower than its input is a label head
+# What SmoothQuant scales: LayerNorm outputs, as exported or fused with the residual Add before (export/optimize.py)
+LAYER_NORMS = ("LayerNormalization", "SkipLayerNormalization")
 
 
-def _is_head(weight) -> bool:
-    return weight.dims[-1] * HEAD_NARROWING <= weight.dims[0]
+def _label_count(graph) -> int:
+    """The width of the encoder's output: one column per label."""
+    return graph.output[0].type.tensor_type.shape.dim[-1].dim_value
+
+
+def _is_head(weight, labels: int) -> bool:
+    """The label head is the weight MatMul with one column per label. (A rule on shapes alone, such as "much narrower
+    than its input", also catches BERT's feed-forward output, 3072 → 768.)"""
+    return weight.dims[-1] == labels
 
 
 @dataclass(frozen=True)
@@ -41,7 +49,8 @@ class QuantizationConfig:
 
 class _WithoutPreprocessingAdvice(logging.Filter):
     """ONNX Runtime advises, on the root logger, shape inference and graph optimisation before quantizing. The export
-    quantizes the encoder as it is, and measures the result instead: INT8's label agreement with FP32 is reported
+    does both its own way for a BERT-family encoder (export/optimize.py) and quantizes any other encoder as it is,
+    and measures the result: INT8's label agreement with FP32 is reported
     (export_report.json), as are the encoder's speed and accuracy (docs/benchmarks.md)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -89,7 +98,7 @@ def quantize_int8(fp32_path: Path, int8_path: Path, cfg: QuantizationConfig,
 def smooth_activations(fp32_path: Path, output: Path, calibration: list[dict[str, np.ndarray]],
                        alpha: float) -> Path:
     """Moves part of the activations' per-channel range into the weights before static quantization (SmoothQuant):
-    for each LayerNormalization output that feeds weight MatMuls, a channel c is divided by s_c = a_c^alpha /
+    for each LayerNorm output (``LAYER_NORMS``) that feeds weight MatMuls, a channel c is divided by s_c = a_c^alpha /
     w_c^(1 - alpha) (a_c: its largest |activation| over the calibration rows; w_c: the largest |weight| of row c over
     those MatMuls) by a Mul inserted before them, and row c of their weights is multiplied by s_c. In FP32 the graph
     computes the same function; per-tensor INT8 scales then fit channels whose ranges differ by orders of magnitude.
@@ -101,12 +110,13 @@ def smooth_activations(fp32_path: Path, output: Path, calibration: list[dict[str
     graph = model.graph
     weights = {tensor.name: tensor for tensor in graph.initializer}
     producers = {output_name: node for node in graph.node for output_name in node.output}
+    labels = _label_count(graph)
     groups: dict[str, list] = {}
     for node in graph.node:
         source = producers.get(node.input[0]) if node.op_type == "MatMul" else None
         weight = weights.get(node.input[1]) if source is not None else None
-        if (source is not None and source.op_type == "LayerNormalization" and weight is not None
-                and len(weight.dims) == 2 and not _is_head(weight)):
+        if (source is not None and source.op_type in LAYER_NORMS and weight is not None
+                and len(weight.dims) == 2 and not _is_head(weight, labels)):
             groups.setdefault(node.input[0], []).append(node)
     if alpha <= 0 or not groups:
         return fp32_path
@@ -135,7 +145,7 @@ def smooth_activations(fp32_path: Path, output: Path, calibration: list[dict[str
         for node, matrix in zip(nodes, matrices):
             node.input[0] = f"{name}/smoothed"
             weights[node.input[1]].CopyFrom(numpy_helper.from_array(matrix * scale[:, None], node.input[1]))
-    ordered = []  # each Mul right after the LayerNormalization it scales, so the graph stays topologically sorted
+    ordered = []  # each Mul right after the LayerNorm it scales, so the graph stays topologically sorted
     for node in graph.node:
         ordered.append(node)
         ordered.extend(scaling[name] for name in node.output if name in scaling)
@@ -153,7 +163,7 @@ def _kept_fp32(onnx_path: Path) -> list[str]:
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     weights = {tensor.name: tensor for tensor in graph.initializer}
     return [node.name for node in graph.node if node.op_type == "MatMul"
-            and (node.input[1] not in weights or _is_head(weights[node.input[1]]))]
+            and (node.input[1] not in weights or _is_head(weights[node.input[1]], _label_count(graph)))]
 
 
 def label_agreement(fp32_session, int8_session, rows: list[tuple[np.ndarray, ...]],

@@ -21,7 +21,11 @@ INT8_MACS_PER_MS = 85e6 / 0.28
 FP32_MACS_PER_MS = INT8_MACS_PER_MS / 4  # FP32 GEMMs run about a quarter of INT8's speed with VNNI
 RECURRENT_STEP_MS = 0.0013  # one direction of one GRU/LSTM layer, one position: a small GEMV and its gates
 _INT8 = {2, 3}  # onnx.TensorProto UINT8, INT8
-_GEMMS = {"MatMul", "MatMulInteger", "Gemm", "QLinearMatMul"}
+# Weight GEMMs, by the input that holds the weight: plain, quantized, and fused by ONNX Runtime's transformer optimizer
+# or its session (FusedMatMul; Attention and its dynamic INT8 form QAttention hold Q, K and V as one [hidden, 3 x
+# hidden] weight). MultiHeadAttention has no weights: its Q, K, V projections are MatMuls of their own.
+_GEMMS = {"MatMul": 1, "MatMulInteger": 1, "Gemm": 1, "FusedMatMul": 1, "Attention": 1, "QAttention": 1,
+          "QLinearMatMul": 3}
 _RECURRENT = {"GRU", "LSTM", "RNN"}
 
 
@@ -42,8 +46,8 @@ def graph_run_cost(onnx_path: Path) -> RunCost:
     weight_bytes = step_ms = token_ms = 0.0
     for node in graph.node:
         if node.op_type in _GEMMS:
-            weight = constant(node.input[3 if node.op_type == "QLinearMatMul" else 1])
-            if weight is None or len(weight.dims) != 2:  # activation × activation (attention): counted per token
+            weight = constant(node.input[_GEMMS[node.op_type]])
+            if weight is None or len(weight.dims) != 2:  # activation × activation (attention's products)
                 continue
             int8 = weight.data_type in _INT8
             macs = float(np.prod(weight.dims))

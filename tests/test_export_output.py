@@ -154,17 +154,23 @@ def test_an_export_of_a_hugging_face_checkpoint_says_what_it_did_and_nothing_els
     assert f"      tokenizer from vocab.txt + tokenizer_config.json ({reason})\n" in result.stdout
     assert f"      {HOLES_NOTE}" in result.stdout
     report = json.loads((tmp_path / "repository" / "export_report.json").read_text())
+    assert report["fusion"]["applied"] and "MultiHeadAttention" in report["fusion"]["fused_operators"]
     assert report["tokenizer"]["source"] == "vocab.txt + tokenizer_config.json"
     assert report["tokenizer"]["source_reason"] == reason
 
 
 @pytest.mark.slow  # runs the exporter in a subprocess
 def test_an_export_of_the_default_model_prints_its_progress_only(tmp_path):
-    """The project's own architecture (a GRU and attention layers) has tracer warnings of its own."""
+    """The project's own architecture (a GRU and attention layers) has tracer warnings of its own; it is not a
+    BERT-family encoder, so its graph stays unfused, and the export says so."""
     result = export(DEFAULT_MODEL, tmp_path / "repository")
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert progress_only(result.stdout) == []
+    fusion = json.loads((tmp_path / "repository" / "export_report.json").read_text())["fusion"]
+    assert not fusion["applied"]
+    assert re.fullmatch(r"LacBiGruCrf\w* is not a BERT-family encoder \(.*\)", fusion["unfused_because"])
+    assert f"keeping the FP32 graph unfused: {fusion['unfused_because']}" in result.stdout
     assert f"      {HOLES_NOTE}" in result.stdout
     assert "tokenizer from vocab.txt + tokenizer_config.json (tokenizer class BertTokenizer: " in result.stdout
 

@@ -1,5 +1,6 @@
 """export.quantize: the smoothing before static INT8 changes no FP32 answer, and the static INT8 built on it gives a
-row the same scores alone and in a call (tiny random BERT, exported by the project's exporter)."""
+row the same scores alone and in a call (tiny random BERT, exported by the project's exporter, as exported and with
+ONNX Runtime's transformer fusions, whose SkipLayerNormalization outputs are smoothed like LayerNorm outputs)."""
 
 from __future__ import annotations
 
@@ -10,19 +11,24 @@ import pytest
 import torch
 
 from export.onnx_export import OnnxExportConfig, export_fp32, onnx_session, run_onnx
+from export.optimize import GraphOptimizationConfig, fuse_fp32
 from export.quantize import QuantizationConfig, quantize_int8, smooth_activations
 from test_perf_models import tiny_bert
 
 pytestmark = pytest.mark.unit
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    root = tmp_path_factory.mktemp("quantize")
+@pytest.fixture(scope="module", params=["unfused", "fused"])
+def exported(tmp_path_factory, request):
+    root = tmp_path_factory.mktemp(f"quantize-{request.param}")
     model = tiny_bert()
     torch.manual_seed(1)
     for layer in model.bert.encoder.layer:  # channels of very different ranges, as trained BERTs have
         layer.attention.output.LayerNorm.weight.data = torch.exp(torch.randn(32) * 1.5)
     fp32 = export_fp32(model, root / "fp32.onnx", OnnxExportConfig())
+    if request.param == "fused":
+        fused = fuse_fp32(fp32, root / "fused.onnx", GraphOptimizationConfig(num_heads=2, hidden_size=32))
+        assert fused["SkipLayerNormalization"] >= 4
+        fp32 = root / "fused.onnx"
     rng = np.random.default_rng(0)
     rows = []
     for width in (12, 30, 7, 64):  # calls of other widths, padded rows among them, as the tokenizer lays them out
