@@ -187,10 +187,12 @@ def markdown(results: dict) -> str:
 
     gemm = results["gemm_ceiling"]
     tokens = sorted({p["tokens"] for p in gemm["points"]})
+    shapes = [f"{k}→{n}" for k, n in gemm["layer_gemms"]]
+    shapes = [f"{shapes.count(s)} × {s}" if shapes.count(s) > 1 else s for s in dict.fromkeys(shapes)]
     out += ["## Machine ceiling", "",
             f"ONNX Runtime {results['versions'].get('onnxruntime')} on this CPU (VNNI: "
             f"{'yes' if cpu['vnni'] else 'no'}, AMX INT8: {'yes' if cpu['flags'].get('amx_int8') else 'no'}), measured before anything else: one "
-            "BERT-base layer's weight GEMMs (" + ", ".join(f"{k}→{n}" for k, n in gemm["layer_gemms"]) + ") over M "
+            "BERT-base layer's weight GEMMs (" + ", ".join(shapes) + ") over M "
             f"tokens, {gemm['seconds_per_point']} s per point after a warm-up run, in G multiply-adds per second. "
             "INT8: uint8 activations × per-channel int8 weights in the export's static QDQ form, which ONNX Runtime "
             f"runs as {_ops(gemm['ran_as']['int8'])}; FP32 as {_ops(gemm['ran_as']['fp32'])}. The ceiling: "
