@@ -16,6 +16,7 @@ SECTIONS = [
     "locust",
     "Memory",
     "INT8 builds",
+    "Fused graphs",
     "Tuning",
     "Plots",
     "Settings",
@@ -382,6 +383,28 @@ def markdown(results: dict) -> str:
                       [[names.get(k, k), v["precision"], v["recall"], v["f1"], v.get("same_entities_as_fp32")]
                        for k, v in acc["scores"].items()])
     out.append("")
+
+    fused_sizes = [size for size in sizes if results["sizes"][size].get("fusion")]
+    if fused_sizes:
+        out += ["## Fused graphs", "",
+                "The exporter runs ONNX Runtime's transformer fusions on BERT-family encoders before quantization "
+                "(export/optimize.py; `--no-fuse` turns them off). Both exports of the same checkpoint, in process, one "
+                "session of 2 threads per file, the same texts: batch 1 (each text alone) and batch 8 (eight texts "
+                "per call, padded as the served tokenizer pads them), in texts per second.", ""]
+        rows = []
+        for size in fused_sizes:
+            f = results["sizes"][size]["fusion"]
+            if not f.get("fused"):
+                rows.append([size, "–", "–", "–", "–", "–", "–", f.get("unfused_because", "not fused")])
+                continue
+            for graph, speeds in f["texts_per_s"].items():
+                rows.append([size, graph.upper(), speeds["unfused"]["batch_1"], speeds["fused"]["batch_1"],
+                             speeds["unfused"]["batch_8"], speeds["fused"]["batch_8"],
+                             f"{f['speedup'][graph]['batch_1']:.2f} / {f['speedup'][graph]['batch_8']:.2f}",
+                             _ops(f["fusion"].get("fused_operators", {}))])
+        out += _table(["model", "graph", "unfused b=1 /s", "fused b=1 /s", "unfused b=8 /s", "fused b=8 /s",
+                       "fused ÷ unfused (b=1 / b=8)", "fused operators"], rows)
+        out.append("")
 
     out += ["## Tuning", "",
             "Each variant of the served configuration on its own server (INT8 ensemble only), same texts: latency at "

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from serving.server import REPO_ROOT
 
-from . import (alternating, baselines, gemm_ceiling, load, locust_run, machine, memory, models, perf_analyzer, report,
-               servers)
+from . import (alternating, baselines, fusion, gemm_ceiling, load, locust_run, machine, memory, models, perf_analyzer,
+               report, servers)
 from .cli import SIZES
 from .texts import describe, msra_sentences
 
@@ -195,6 +195,9 @@ def run_size(size: str, settings: Settings, out: Path, log, gemm: dict) -> dict:
     result["batch_dependence"] = baselines.batch_dependence(onnx, tokenizer_json, base_texts)
     log(f"  agreement {result['int8_label_agreement']}; max |Δlogit| "
         f"{ {k: f'{v:.1e}' for k, v in result['batch_dependence']['max_abs_logit_change'].items()} }")
+    if spec.model_type == "bert":
+        log("fused against unfused encoder graphs, in process (two more exports)")
+        result["fusion"] = fusion.run(spec, base_texts, log=log)
     if size == "default":
         log(f"accuracy of FP32 and the INT8 builds on {settings.accuracy_sentences} MSRA test sentences")
         result["accuracy"] = baselines.int8_accuracy(onnx, export_dir, msra_sentences(settings.accuracy_sentences))

@@ -78,6 +78,11 @@ def test_report_has_every_section_and_the_targets_table(smoke_run):
     int8 = report.split("\n## INT8 builds")[1].split("\n## ")[0]
     dynamic_rows = [line.split(" | ") for line in int8.splitlines() if line.startswith("| bert-base | INT8 dynamic |")]
     assert len(dynamic_rows) == 1 and "–" not in dynamic_rows[0][2:7], dynamic_rows  # in process, Triton, agreement
+    # The BERT-family slots compare fused and unfused exports: both graphs, both batches, the fused operators named.
+    fused = report.split("\n## Fused graphs")[1].split("\n## ")[0]
+    for graph in ("FP32", "INT8"):
+        row = next(line.split(" | ") for line in fused.splitlines() if line.startswith(f"| bert-base | {graph} |"))
+        assert all(float(cell) > 0 for cell in row[2:6]) and "MultiHeadAttention" in row[7], row
 
 
 def test_gemm_ceiling_and_each_models_share_of_it(smoke_run):

@@ -36,8 +36,7 @@ from .cli import SETTINGS
 SOFT_LABELS_VERSION = "1"  # part of the cache key: raise it when the way soft labels are computed changes
 TEACHER_BATCH_TOKENS = 8192
 
-DISTILL_SETTINGS = SettingGroup("NER_TRAIN_", (
-    *(replace(s, default=Path("build/distill/student")) if s.name == "output" else s for s in SETTINGS),
+TEACHER_SETTINGS = SettingGroup("NER_TRAIN_", (
     Setting("teacher", Path("models/default"), "the teacher checkpoint: any checkpoint the exporter reads, with the "
             "student's vocabulary and labels", type=Path),
     Setting("distill_weight", 1.0, "weight of the teacher's soft labels beside the gold tags' CRF loss",
@@ -46,6 +45,11 @@ DISTILL_SETTINGS = SettingGroup("NER_TRAIN_", (
             type=positive_float),
     Setting("soft_labels_dir", Path("build/distill/soft-labels"), "cache of the teacher's emissions, one file per "
             "teacher and training text", type=Path),
+), "distillation")
+# every option of python -m training, the student's checkpoint kept out of models/default unless asked
+DISTILL_SETTINGS = SettingGroup("NER_TRAIN_", (
+    *(replace(s, default=Path("build/distill/student")) if s.name == "output" else s for s in SETTINGS),
+    *TEACHER_SETTINGS,
 ), "distillation")
 
 
