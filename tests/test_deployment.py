@@ -28,7 +28,7 @@ from ner_pipeline import InputRejected, WindowConfig, encode_texts, load_tokeniz
 from serving.cli import SETTINGS as SERVE, export_args_for
 from serving.processes import port_in_use
 from serving.server import REPO_ROOT, free_port
-from test_model_configs import MODELS, parse_config, rewrite_repository
+from test_model_configs import MODELS, native_export, parse_config
 from webui.cli import parse_args as gateway_settings
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -213,8 +213,7 @@ def test_native_request_limits_come_from_max_tokens_per_run():
 
 @pytest.fixture(scope="module")
 def native_repository(served, tmp_path_factory):
-    out = tmp_path_factory.mktemp("compose") / "model_repository_onnxruntime"
-    return rewrite_repository(served, out, "onnxruntime")
+    return native_export(served, tmp_path_factory.mktemp("compose") / "model_repository_onnxruntime")
 
 
 @pytest.mark.server
@@ -267,12 +266,12 @@ def test_native_calls_stay_within_max_tokens_per_run(native_repository):
 
 
 @pytest.mark.server
-def test_native_export_refuses_a_graph_onnx_runtime_1_19_cannot_load(served, tmp_path):
+def test_native_export_refuses_a_graph_onnx_runtime_1_19_cannot_load(served, native_repository, tmp_path):
     import onnx
 
     from export.errors import CheckpointError
 
-    source = served.repository / "encoder_fp32" / "1" / "model.onnx"
+    source = native_repository / "encoder_fp32" / "1" / "model.onnx"
     model = onnx.load(str(source))
     next(o for o in model.opset_import if o.domain in ("", "ai.onnx")).version = MAX_OPSET + 1
     model.graph.node[0].op_type = "NotAnOperator"
