@@ -51,13 +51,16 @@ SETTINGS = SettingGroup("NER_EXPORT_", (
     Setting("window_overlap", WindowConfig.overlap_tokens, "tokens shared by consecutive windows of a long text",
             type=non_negative_int),
     Setting("max_texts_per_request", R.max_texts_per_request, "the ensembles' max_batch_size", type=positive_int),
-    Setting("encoder_instances", R.encoder_instances, "instances of the INT8 encoder", type=positive_int),
-    Setting("intra_op_threads", R.intra_op_threads, "ONNX Runtime threads per INT8 encoder instance",
-            type=positive_int),
-    Setting("fp32_encoder_instances", R.fp32_encoder_instances, "instances of the FP32 encoder; auto: 2 when its "
-            f"ONNX file is at most {R.fp32_two_instances_max_mb} MB, else 1", type=count_or_auto, shown="auto"),
-    Setting("fp32_intra_op_threads", R.fp32_intra_op_threads, "ONNX Runtime threads per FP32 encoder instance; "
-            "auto: 1 with 2 instances, else 2", type=count_or_auto, shown="auto"),
+    Setting("encoder_instances", R.encoder_instances, "instances of each encoder; auto: 1 for a GEMM-bound graph "
+            "(BERT-family), else 2", type=count_or_auto, shown="auto"),
+    Setting("intra_op_threads", R.intra_op_threads, "ONNX Runtime threads per encoder session; auto: 2 for a "
+            "GEMM-bound graph, else 1", type=count_or_auto, shown="auto"),
+    Setting("concurrent_runs", R.concurrent_runs, "runs one encoder execution sends to its session side by side; "
+            "auto: 2 for a GEMM-bound graph, else 1", type=count_or_auto, shown="auto"),
+    Setting("fp32_encoder_instances", R.fp32_encoder_instances, "instances of the FP32 encoder; auto: as "
+            "--encoder-instances", type=count_or_auto, shown="auto"),
+    Setting("fp32_intra_op_threads", R.fp32_intra_op_threads, "ONNX Runtime threads per FP32 encoder session; "
+            "auto: as --intra-op-threads", type=count_or_auto, shown="auto"),
     Setting("max_queue_delay_us", R.max_queue_delay_us, "dynamic batching delay, at most 2000",
             type=non_negative_int),
     Setting("max_tokens_per_run", R.max_tokens_per_run, "padded tokens of one encoder call at most (the Python "
@@ -78,6 +81,7 @@ def configs(args) -> tuple[RepositoryConfig, OnnxExportConfig, QuantizationConfi
     repo_cfg = RepositoryConfig(
         encoder_backend=args.encoder_backend, max_texts_per_request=args.max_texts_per_request, window=window,
         encoder_instances=args.encoder_instances, intra_op_threads=args.intra_op_threads,
+        concurrent_runs=args.concurrent_runs,
         fp32_encoder_instances=args.fp32_encoder_instances, fp32_intra_op_threads=args.fp32_intra_op_threads,
         max_queue_delay_us=args.max_queue_delay_us, max_tokens_per_run=args.max_tokens_per_run,
         run_planning=args.run_planning, run_cost=args.run_cost,

@@ -27,7 +27,7 @@ HASH_PARAMETER = "model_hash"
 RUNTIME_PARAMETERS = frozenset({
     "intra_op_thread_count", "inter_op_thread_count", "allow_spinning", "enable_cpu_mem_arena", "enable_mem_arena",
     "memory.enable_memory_arena_shrinkage", "trim_after_tokens", "max_tokens_per_run", "run_planning", "run_cost",
-    "max_padding_ratio",
+    "max_padding_ratio", "concurrent_runs",
 })
 
 

@@ -43,16 +43,17 @@ class RepositoryConfig:
     encoder_backend: str = "python"  # "onnxruntime" for Triton's native backend (the official container)
     max_texts_per_request: int = 64
     window: WindowConfig = WindowConfig()
-    # The INT8 encoder (the default `ner`): single-threaded sessions keep the cores busy under load without ONNX
-    # Runtime's per-operator thread hand-offs, and two instances allow a queue bound (below). More instances x threads
-    # than cores oversubscribes them.
-    encoder_instances: int = 2
-    intra_op_threads: int = 1
-    # The FP32 encoder, by default (None) sized by its ONNX file: like INT8 up to fp32_two_instances_max_mb, else 1
-    # instance x 2 threads, since a second session of a large FP32 model costs its whole size again in memory.
+    # Encoder layout per precision: instances x ONNX Runtime threads per session, and how many runs one execution
+    # sends to its session side by side. None: chosen from the ONNX graph (encoder_layout). The INT8 knobs also set
+    # the FP32 encoder's unless its own are given.
+    encoder_instances: int | None = None
+    intra_op_threads: int | None = None
+    concurrent_runs: int | None = None
     fp32_encoder_instances: int | None = None
     fp32_intra_op_threads: int | None = None
-    fp32_two_instances_max_mb: int = 128
+    # A graph whose 64-token row costs at least this (its run cost, export/run_cost.py) and has no recurrent layer
+    # is GEMM-bound: one session on both cores. Anything lighter or recurrent gains nothing from a second thread.
+    parallel_row_ms: float = 5.0
     # Two instances of each Python step: each keeps its queue bound without the single-instance stall (below), and
     # tokenising and decoding overlap.
     tokenizer_instances: int = 2
@@ -88,9 +89,9 @@ class RepositoryConfig:
         if self.max_queue_delay_us > 2000:
             raise ValueError("max_queue_delay_us above 2000 would add visible latency at low load")
         counts = (self.encoder_instances, self.fp32_encoder_instances, self.intra_op_threads, self.fp32_intra_op_threads,
-                  self.tokenizer_instances, self.decoder_instances)
+                  self.concurrent_runs, self.tokenizer_instances, self.decoder_instances)
         if min(c for c in counts if c is not None) < 1:
-            raise ValueError("instances and ONNX Runtime threads must be at least 1")
+            raise ValueError("instances, ONNX Runtime threads and concurrent runs must be at least 1")
         if self.max_padding_ratio < 0 or self.max_tokens_per_run < 1:
             raise ValueError("max_padding_ratio must be >= 0 and max_tokens_per_run >= 1")
         if self.run_planning not in RUN_PLANNINGS:
@@ -106,15 +107,20 @@ class RepositoryConfig:
         return native.request_limits(self.max_texts_per_request, self.window.max_rows_per_request,
                                      self.max_tokens_per_run, max(self.window.length_buckets))
 
-    def fp32_encoder_layout(self, fp32_onnx: Path) -> tuple[int, int]:
-        """(instances, ONNX Runtime threads per instance) of the FP32 encoder for this ONNX file."""
-        instances = self.fp32_encoder_instances
-        if instances is None:
-            instances = 2 if fp32_onnx.stat().st_size <= self.fp32_two_instances_max_mb * 2**20 else 1
-        threads = self.fp32_intra_op_threads
-        if threads is None:
-            threads = 1 if instances > 1 else 2
-        return instances, threads
+    def encoder_layout(self, cost: RunCost, precision: str) -> tuple[int, int, int]:
+        """(instances, ONNX Runtime threads per session, concurrent runs per execution) of one precision's encoder.
+
+        GEMM-bound graphs (BERT-family): one instance whose session has both cores' threads, so a lone request gets
+        both, and whose executions send two runs side by side, so a busy server keeps both cores on runs of their
+        own; one copy of the weights. Recurrent or small graphs: two single-thread instances, each free to take a
+        request while the other runs (docs/benchmarks.md). ``cost``: the encoder's run cost (export/run_cost.py)."""
+        parallel = cost.per_position == 0 and cost.of(1, 64) >= self.parallel_row_ms
+        auto = (1, 2, 2) if parallel else (2, 1, 1)
+        chosen = [self.encoder_instances, self.intra_op_threads, self.concurrent_runs]
+        if precision == "fp32":
+            chosen[:2] = [own if own is not None else both for own, both in
+                          zip((self.fp32_encoder_instances, self.fp32_intra_op_threads), chosen)]
+        return tuple(value if value is not None else default for value, default in zip(chosen, auto))
 
     def queue_policy(self, instances: int) -> str:
         """The `dynamic_batching` line bounding a model's queue, or why a single-instance model has none."""
@@ -206,13 +212,12 @@ def write_repository(
                 raise CheckpointError(f"{encoder}: ONNX Runtime 1.19 (Triton 24.10's native backend) cannot load "
                                       f"this graph: {'; '.join(problems)} (export/native.py)")
         values = {**common, "name": encoder, "precision": precision, "onnx_sha256": sha256(encoder_dir / "model.onnx")}
-        if cfg.run_cost == "graph":
-            values["run_cost"] = str(graph_run_cost(encoder_dir / "model.onnx"))
+        cost = graph_run_cost(encoder_dir / "model.onnx") if cfg.run_cost == "graph" else RunCost.parse(cfg.run_cost)
+        values["run_cost"] = str(cost)
         values["vocab_size"] = embedding_rows(str(encoder_dir / "model.onnx")) or ""
         values["max_width"] = max(window.length_buckets)
-        if precision == "fp32":
-            instances, threads = cfg.fp32_encoder_layout(onnx_files["fp32"])
-            values.update(encoder_instances=instances, intra_op_threads=threads)
+        instances, threads, lanes = cfg.encoder_layout(cost, precision)
+        values.update(encoder_instances=instances, intra_op_threads=threads, concurrent_runs=lanes)
         values["queue_policy"] = cfg.queue_policy(values["encoder_instances"])
         _fill(TEMPLATES / "encoder" / f"config.{cfg.encoder_backend}.pbtxt", output / encoder / "config.pbtxt", values)
 

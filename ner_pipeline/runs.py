@@ -97,11 +97,26 @@ def real_length(mask_row: np.ndarray) -> int:
     return int(attended[-1]) + 1 if attended.size else 1
 
 
+def spread_runs(runs: list[list[int]], lanes: int) -> list[list[int]]:
+    """``runs`` with the largest ones halved (rows stay sorted by length) until there are at least ``lanes`` runs or
+    none has two rows left: runs that execute side by side finish sooner than one run on all the lanes' threads."""
+    runs = [list(members) for members in runs]
+    while len(runs) < lanes:
+        largest = max(range(len(runs)), key=lambda k: len(runs[k]), default=None)
+        if largest is None or len(runs[largest]) < 2:
+            break
+        members = runs.pop(largest)
+        half = len(members) // 2
+        runs[largest:largest] = [members[:half], members[half:]]
+    return runs
+
+
 def run_rows(
     requests: Sequence[tuple[np.ndarray, np.ndarray]],
     plan: Callable[[list[int]], list[list[int]]],
     run: Callable[[np.ndarray, np.ndarray], np.ndarray],
     num_labels: int,
+    map_runs: Callable = map,
 ) -> tuple[list[np.ndarray], int]:
     """Logits [rows, width, num_labels] for each request's (input_ids, attention_mask) [rows, width], and the padded
     tokens of the largest run.
@@ -109,12 +124,14 @@ def run_rows(
     The rows of all requests are pooled with their real lengths (:func:`real_length`); ``plan(lengths)`` cuts them
     into runs (lists of indices into the pool, every row once); each run is padded to its longest row and scored by
     ``run(input_ids, attention_mask)`` -> [rows, width, labels]. A row's logits go back to its request and row; the
-    positions past its real length stay 0, so a request's answer does not depend on which rows it shared runs with."""
+    positions past its real length stay 0, so a request's answer does not depend on which rows it shared runs with.
+    ``map_runs(function, runs)`` calls ``run`` on every run, in order (``map``) or side by side (an executor's
+    ``map``)."""
     rows = [(k, r) for k, (ids, _) in enumerate(requests) for r in range(ids.shape[0])]
     lengths = [real_length(requests[k][1][r]) for k, r in rows]
     outputs = [np.zeros(ids.shape + (num_labels,), dtype=np.float32) for ids, _ in requests]
-    largest = 0
-    for members in plan(lengths):
+    runs, inputs = plan(lengths), []
+    for members in runs:
         width = max(lengths[i] for i in members)
         ids = np.zeros((len(members), width), dtype=np.int64)
         mask = np.zeros((len(members), width), dtype=np.int64)
@@ -123,9 +140,9 @@ def run_rows(
             n = min(width, source_ids.shape[1])
             ids[j, :n] = source_ids[rows[i][1], :n]
             mask[j, :n] = source_mask[rows[i][1], :n]
-        logits = run(ids, mask)
-        largest = max(largest, ids.size)
+        inputs.append((ids, mask))
+    for members, logits in zip(runs, map_runs(lambda pair: run(*pair), inputs)):
         for j, i in enumerate(members):
             k, r = rows[i]
             outputs[k][r, : lengths[i]] = logits[j, : lengths[i]]
-    return outputs, largest
+    return outputs, max((ids.size for ids, _ in inputs), default=0)

@@ -411,19 +411,20 @@ def markdown(results: dict) -> str:
             "concurrency 1 and throughput at concurrency 8. The first row is what ships (`RepositoryConfig` defaults "
             "in export/repository.py).", ""]
     chosen = results["sizes"][sizes[0]]["repository"] if sizes else {}
-    keys = ("encoder_instances", "intra_op_threads", "fp32_encoder_instances", "fp32_intra_op_threads",
-            "ort_allow_spinning", "tokenizer_instances", "decoder_instances", "max_queue_delay_us",
-            "max_tokens_per_run", "run_planning", "run_cost", "enable_cpu_mem_arena", "trim_after_tokens")
+    keys = ("encoder_instances", "intra_op_threads", "concurrent_runs", "fp32_encoder_instances",
+            "fp32_intra_op_threads", "ort_allow_spinning", "tokenizer_instances", "decoder_instances",
+            "max_queue_delay_us", "max_tokens_per_run", "run_planning", "run_cost", "enable_cpu_mem_arena",
+            "trim_after_tokens")
     out += ["Chosen: " + ", ".join(f"`{k}={chosen.get(k)}`" for k in keys) + "; encoder inputs `allow_ragged_batch`, "
             "rows regrouped by real length inside the encoder; Triton response cache off for the benchmark (inputs "
             "repeat), on in the shipped repository.", ""]
-    layouts = [f"{size} {lay['instances']} × {lay['intra_op_threads']}" for size in sizes
-               if (lay := results["sizes"][size].get("fp32_encoder_layout"))]
+    layouts = [f"{size} {precision.upper()} {lay['instances']} × {lay['intra_op_threads']} × {lay['concurrent_runs']}"
+               for size in sizes for precision, lay in results["sizes"][size].get("encoder_layouts", {}).items()]
     if layouts:
-        out += ["FP32 encoder (`None`: sized by its ONNX file, 2 × 1 up to "
-                f"{chosen.get('fp32_two_instances_max_mb')} MB, else 1 × 2), instances × threads: "
-                + ", ".join(layouts) + ". A single-instance model has no queue bound (Triton 2.51's 500 ms batcher "
-                "stall with a `default_queue_policy`; docs/benchmarks.md).", ""]
+        out += ["Encoder layouts (`None`: chosen from the graph, `RepositoryConfig.encoder_layout`: one instance × 2 "
+                "threads × 2 concurrent runs for a GEMM-bound graph, else 2 × 1 × 1), instances × threads × concurrent "
+                "runs: " + ", ".join(layouts) + ". A single-instance model has no queue bound (Triton 2.51's 500 ms "
+                "batcher stall with a `default_queue_policy`; docs/benchmarks.md).", ""]
     for size in sizes:
         rows = [[t["variant"], t["c1_p50_ms"], t["c1_p95_ms"], t["c8_throughput_per_s"], t["c8_p95_ms"],
                  t["c8_encoder_requests_per_execution"], mb(t["peak_pss_bytes"]), t["errors"], t["note"]]

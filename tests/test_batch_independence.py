@@ -1,5 +1,6 @@
 """A text's answer does not depend on what it is served with: alone, inside one request of 16 texts of other lengths,
-at concurrency 16 beside other requests, and from a freshly started server, its entities are identical and its
+at concurrency 16 beside other requests, and from a freshly started server in the other encoder layout (runs side by
+side in one session), its entities are identical and its
 scores equal within the JSON's rounding (1e-4), for INT8 (`ner`, statically calibrated) and FP32 (`ner_fp32`).
 
 Static INT8 stores its activation scales in the graph, so rows that share an ONNX Runtime call cannot move each
@@ -15,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from export.repository import RepositoryConfig, write_repository
 from export.synthetic import random_sentence
 from perf.triton_calls import infer as infer_url
 from serving.server import ServerConfig, TritonServer, free_port
@@ -60,13 +62,25 @@ def test_answers_do_not_depend_on_batch_neighbours_load_or_restart(served, model
         if i % 4 == 0:
             assert_same(answer[0], alone[texts[0]], f"{model}: concurrency 16, request {i}")
 
-    # A fresh server on the same repository: nothing measured at load may change the answers.
-    fresh = TritonServer(ServerConfig(model_repository=served.repository, http_port=free_port(),
+    # A fresh server on the same files in the other encoder layout (the tiny model gets two single-thread instances
+    # by default; here one instance whose executions send two runs side by side to a 2-thread session): nothing
+    # measured at load, and no layout, may change the answers.
+    relaid = tmp_path / "repository"
+    write_repository(relaid, {p: served.repository / f"encoder_{p}" / "1" / "model.onnx" for p in ("fp32", "int8")},
+                     served.repository / "tokenizer" / "1" / "tokenizer.json", list(served.checkpoint.labels),
+                     served.checkpoint.scheme, served.checkpoint.crf,
+                     RepositoryConfig(encoder_instances=1, intra_op_threads=2, concurrent_runs=2))
+    fresh = TritonServer(ServerConfig(model_repository=relaid, http_port=free_port(),
                                       grpc_port=free_port(), metrics_port=free_port(),
                                       log_file=tmp_path / "tritonserver.log")).start(timeout=120)
     try:
         for probe in PROBES:
             assert_same(infer_url("grpc", fresh.grpc_url, [probe], model)[0], alone[probe], f"{model}: restarted")
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda texts: infer_url("grpc", fresh.grpc_url, texts, model), jobs))
+        for i, (texts, answer) in enumerate(zip(jobs, answers)):
+            if i % 4 == 0:
+                assert_same(answer[0], alone[texts[0]], f"{model}: concurrent runs, request {i}")
     finally:
         fresh.stop()
 

@@ -13,6 +13,7 @@ from tritonclient.grpc import model_config_pb2
 
 from export.native import unloadable
 from export.repository import REPO_ROOT, RepositoryConfig, write_repository
+from export.run_cost import graph_run_cost
 from ner_pipeline.runs import RunCost
 
 ONNX_TO_TRITON = {onnx.TensorProto.INT64: "TYPE_INT64", onnx.TensorProto.FLOAT: "TYPE_FP32"}
@@ -133,25 +134,27 @@ def test_export_report(served):
 
 
 @pytest.mark.server
-def test_encoder_instances_and_threads_per_precision(repository, served, tmp_path):
-    """Each precision's encoder gets its own instance count and ONNX Runtime threads: INT8 from RepositoryConfig, FP32
-    by default from its ONNX file's size (2 x 1 for a small model, 1 x 2 past fp32_two_instances_max_mb), or as set."""
-    _, root = repository
+def test_encoder_layout_follows_the_graph_or_the_settings(repository):
+    """Each encoder's instances x threads x concurrent runs: from its graph's run cost by default (a GEMM-bound graph,
+    BERT-base's, gets one instance of 2 threads sending 2 runs side by side; a recurrent or small one, two
+    single-thread instances), or as set, FP32 following the INT8 settings unless given its own."""
+    form, root = repository
+    bert_base, recurrent = RunCost(4.6, 0.0, 0.28), RunCost(0.27, 0.0104, 0.0165)  # export.run_cost of both kinds
     defaults = RepositoryConfig()
-    small = served.repository / "encoder_fp32" / "1" / "model.onnx"
-    large = tmp_path / "large.onnx"
-    with open(large, "wb") as f:  # sparse: only its size matters here
-        f.truncate(defaults.fp32_two_instances_max_mb * 2**20 + 1)
-    assert defaults.fp32_encoder_layout(small) == (2, 1)
-    assert defaults.fp32_encoder_layout(large) == (1, 2)
-    assert RepositoryConfig(fp32_encoder_instances=3).fp32_encoder_layout(large) == (3, 1)
-    assert RepositoryConfig(fp32_intra_op_threads=4).fp32_encoder_layout(small) == (2, 4)
-    wanted = {"encoder_int8": (defaults.encoder_instances, defaults.intra_op_threads),
-              "encoder_fp32": defaults.fp32_encoder_layout(small)}
-    for encoder, (instances, threads) in wanted.items():
+    assert defaults.encoder_layout(bert_base, "int8") == defaults.encoder_layout(bert_base, "fp32") == (1, 2, 2)
+    assert defaults.encoder_layout(recurrent, "int8") == (2, 1, 1)
+    assert RepositoryConfig(encoder_instances=3).encoder_layout(bert_base, "fp32") == (3, 2, 2)
+    tuned = RepositoryConfig(intra_op_threads=1, fp32_intra_op_threads=4)
+    assert tuned.encoder_layout(bert_base, "int8") == (1, 1, 2) and tuned.encoder_layout(bert_base, "fp32") == (1, 4, 2)
+    for encoder, precision in (("encoder_int8", "int8"), ("encoder_fp32", "fp32")):
         config = parse_config(root / encoder / "config.pbtxt")
+        cost = graph_run_cost(root / encoder / "1" / "model.onnx")
+        instances, threads, lanes = defaults.encoder_layout(cost, precision)
+        assert (instances, threads, lanes) == (2, 1, 1)  # the tiny test model is small
         assert [group.count for group in config.instance_group] == [instances]
         assert config.parameters["intra_op_thread_count"].string_value == str(threads)
+        if form == "python":  # the native backend runs one call per execution
+            assert config.parameters["concurrent_runs"].string_value == str(lanes)
 
 
 @pytest.mark.server

@@ -28,6 +28,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from export.model_hash import parse_config
 from export.repository import RepositoryConfig, write_repository
 from export.synthetic import random_sentence
 from ner_client import AsyncNerClient, NerClient, NerError, ServerError, ServerUnavailable
@@ -491,9 +492,10 @@ def test_triton_alone_does_not_restart_a_killed_stub(served, tmp_path):
     server = own_server(served.repository, tmp_path / "tritonserver.log")
     stubs = stubs_of(server.process.pid)
     try:
-        # every instance of the INT8 encoder (RepositoryConfig.encoder_instances), so that none is left to answer
+        # every instance of the INT8 encoder (its config's instance count), so that none is left to answer
         int8_stubs = [s for s in stubs if s.name.startswith("encoder_int8_")]
-        assert len(int8_stubs) == RepositoryConfig().encoder_instances
+        config = parse_config((served.repository / "encoder_int8" / "config.pbtxt").read_text())
+        assert len(int8_stubs) == config.instance_group[0].count
         with NerClient(server.grpc_url, model="ner", timeout=30, retries=1) as ner, \
                 NerClient(server.grpc_url, model="ner_fp32", timeout=30, retries=1) as fp32:
             assert ner.extract("张三")

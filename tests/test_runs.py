@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-from ner_pipeline.runs import RunCost, plan_runs, plan_runs_by_cost, real_length, run_rows
+from ner_pipeline.runs import RunCost, plan_runs, plan_runs_by_cost, real_length, run_rows, spread_runs
 
 pytestmark = pytest.mark.unit
 
@@ -216,3 +218,35 @@ def test_a_requests_logits_do_not_depend_on_its_run_mates():
         for got, want, (ids, mask) in zip(grouped, alone, requests):
             np.testing.assert_array_equal(got, want)
             np.testing.assert_array_equal(got, expected_logits(ids, mask, [real_length(m) for m in mask]))
+
+
+def test_spread_runs_halves_the_largest_until_every_lane_has_one():
+    assert spread_runs([[0, 1, 2, 3, 4]], 2) == [[0, 1], [2, 3, 4]]
+    assert spread_runs([[0], [1, 2, 3, 4]], 2) == [[0], [1, 2, 3, 4]]  # already one run per lane
+    assert spread_runs([[0, 1], [2, 3, 4, 5]], 4) == [[0], [1], [2, 3], [4, 5]]
+    assert spread_runs([[0]], 2) == [[0]]  # a lone row stays whole
+    assert spread_runs([], 2) == []
+    assert spread_runs([[0, 1, 2]], 1) == [[0, 1, 2]]
+
+
+def test_runs_side_by_side_give_every_request_the_same_logits():
+    """The encoder's concurrent runs (an executor's map over one session): each run's logits go back to its rows
+    whatever order the runs finish in."""
+    rng = np.random.default_rng(7)
+    cost = RunCost(per_run=4.6, per_position=0.0, per_token=0.28)
+    requests = [request(rng, [[1] * n + [0] * (30 - n) for n in rng.integers(1, 31, size=4)]) for _ in range(6)]
+    session = fake_session([])
+
+    def slow_first(ids, mask):  # the first runs finish last
+        time.sleep(0.002 * (40 - ids.shape[1]) / 40)
+        return session(ids, mask)
+
+    def plan(lengths):
+        return spread_runs(plan_runs_by_cost(lengths, cost, 64), 4)
+
+    in_order, _ = run_rows(requests, plan, session, LABELS)
+    with ThreadPoolExecutor(4) as pool:
+        side_by_side, _ = run_rows(requests, plan, slow_first, LABELS, pool.map)
+    for got, want, (ids, mask) in zip(side_by_side, in_order, requests):
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got, expected_logits(ids, mask, [real_length(m) for m in mask]))

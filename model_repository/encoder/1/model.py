@@ -14,7 +14,10 @@ like a real one. Nothing is timed at load, so the same files group the same rows
 them).
 
 Threads: `intra_op_thread_count` ORT threads, not spinning when idle (`allow_spinning` = 0): on 2 cores shared with
-the tokenizer and decoder processes, a spinning worker takes the core the next pipeline step needs.
+the tokenizer and decoder processes, a spinning worker takes the core the next pipeline step needs. With
+`concurrent_runs` above 1, the runs of one execution go to the session side by side from that many threads (a session
+runs calls concurrently; the weights stay one copy), the largest runs halved until each thread has one: a lone
+request gets all of the session's threads, a busy instance keeps every core on a run of its own.
 
 Memory: the session's initializers are copied out of the parsed model, whose buffers glibc keeps unless asked, so the
 heap is trimmed once after loading (about 200 MB back for BERT-base FP32, 75 MB for INT8). ONNX Runtime's CPU arena
@@ -27,13 +30,14 @@ import ctypes
 import json
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from ner_pipeline.runs import RUN_PLANNINGS, RunCost, plan_runs, plan_runs_by_cost, run_rows  # noqa: E402
+from ner_pipeline.runs import RUN_PLANNINGS, RunCost, plan_runs, plan_runs_by_cost, run_rows, spread_runs  # noqa: E402
 from ner_pipeline.validation import EncoderInputs, InputRejected  # noqa: E402
 
 
@@ -76,12 +80,16 @@ class TritonPythonModel:
         if self.arena:
             self.shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         self.run_cost = RunCost.parse(params["run_cost"]) if self.run_planning == "cost" else None
+        self.lanes = int(params.get("concurrent_runs", "1"))
+        self.map_runs = ThreadPoolExecutor(self.lanes, thread_name_prefix="run").map if self.lanes > 1 else map
         self.trim()
 
     def _plan(self, lengths):
         if self.run_planning == "cost":
-            return plan_runs_by_cost(lengths, self.run_cost, self.max_tokens_per_run)
-        return plan_runs(lengths, self.max_tokens_per_run, self.max_padding_ratio)
+            runs = plan_runs_by_cost(lengths, self.run_cost, self.max_tokens_per_run)
+        else:
+            runs = plan_runs(lengths, self.max_tokens_per_run, self.max_padding_ratio)
+        return spread_runs(runs, self.lanes)
 
     def _run(self, ids, mask):
         # A large run gives back, when it ends, what the arena grew for it; small runs keep the arena warm.
@@ -111,7 +119,7 @@ class TritonPythonModel:
         """Logits of each (input_ids, attention_mask), run together; should a shared call still fail, each request runs
         alone, so that only the one that fails gets an error."""
         try:
-            logits, largest_run = run_rows(requests, self._plan, self._run, self.num_labels)
+            logits, largest_run = run_rows(requests, self._plan, self._run, self.num_labels, self.map_runs)
         except Exception as err:  # noqa: BLE001 - whatever ONNX Runtime raises, it is one request's answer
             if len(requests) == 1:
                 return [pb_utils.TritonError(f"encoder failed on input_ids {list(requests[0][0].shape)}: {err}")]
