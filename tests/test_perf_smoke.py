@@ -65,6 +65,7 @@ def test_results_json_has_every_part(smoke_run):
     assert {"dynamic", "reduce_range"} <= served, served
     assert {t["size"] for t in results["targets"]} == set(SIZES)
     assert all(t["met"] in (True, False) for t in results["targets"])
+    assert all(t["note"].startswith("missed") for t in results["targets"] if not t["met"])  # and by how much
 
 
 def test_report_has_every_section_and_the_targets_table(smoke_run):
