@@ -21,7 +21,7 @@ from .onnx_export import OnnxExportConfig
 from .optimize import GraphOptimizationConfig
 from .calibration import CalibrationConfig
 from .quantize import QUANTIZATION_MODES, QuantizationConfig
-from .repository import ENCODER_BACKENDS, REPO_ROOT, RepositoryConfig
+from .repository import ENCODER_BACKENDS, PIPELINE_FORMS, REPO_ROOT, RepositoryConfig
 
 R = RepositoryConfig
 
@@ -51,6 +51,10 @@ SETTINGS = SettingGroup("NER_EXPORT_", (
     Setting("window_overlap", WindowConfig.overlap_tokens, "tokens shared by consecutive windows of a long text",
             type=non_negative_int),
     Setting("max_texts_per_request", R.max_texts_per_request, "the ensembles' max_batch_size", type=positive_int),
+    Setting("pipeline", "auto", "how each ensemble runs: steps (tokenizer, encoder and decoder models) or fused "
+            "(one text_encoder_* model running tokenizer and encoder in one process, then the decoder: a hop fewer); "
+            "auto: fused unless the encoder is GEMM-bound (BERT-family) or on the onnxruntime backend",
+            choices=("auto", *PIPELINE_FORMS)),
     Setting("encoder_instances", R.encoder_instances, "instances of each encoder; auto: 1 for a GEMM-bound graph "
             "(BERT-family), else 2", type=count_or_auto, shown="auto"),
     Setting("intra_op_threads", R.intra_op_threads, "ONNX Runtime threads per encoder session; auto: 2 for a "
@@ -79,7 +83,8 @@ def configs(args) -> tuple[RepositoryConfig, OnnxExportConfig, QuantizationConfi
     """The export's configuration objects from its settings; ValueError when a value is out of range."""
     window = replace(WindowConfig(), max_text_chars=args.max_text_chars, overlap_tokens=args.window_overlap)
     repo_cfg = RepositoryConfig(
-        encoder_backend=args.encoder_backend, max_texts_per_request=args.max_texts_per_request, window=window,
+        encoder_backend=args.encoder_backend, pipeline=None if args.pipeline == "auto" else args.pipeline,
+        max_texts_per_request=args.max_texts_per_request, window=window,
         encoder_instances=args.encoder_instances, intra_op_threads=args.intra_op_threads,
         concurrent_runs=args.concurrent_runs,
         fp32_encoder_instances=args.fp32_encoder_instances, fp32_intra_op_threads=args.fp32_intra_op_threads,

@@ -5,6 +5,10 @@
     <output>/tokenizer/1/{model.py, tokenizer.json, ner_pipeline/}
     <output>/encoder_int8/1/model.onnx (+ model.py in the python form), encoder_fp32/ likewise
     <output>/decoder/1/{model.py, labels.json, crf.npz, ner_pipeline/}
+    <output>/text_encoder_int8/1/, text_encoder_fp32/1/   tokenizer and encoder in one model (fused form)
+
+An ensemble runs either three steps (tokenizer → encoder_* → decoder) or two (text_encoder_* → decoder); the
+tokenizer and encoder models are written in both forms, for clients and tests that call them directly.
 """
 
 from __future__ import annotations
@@ -34,6 +38,16 @@ TEMPLATES = REPO_ROOT / "model_repository"
 PIPELINE_PACKAGE = REPO_ROOT / "ner_pipeline"
 ENSEMBLES = {"ner": ("encoder_int8", "int8"), "ner_fp32": ("encoder_fp32", "fp32")}
 ENCODER_BACKENDS = ("python", "onnxruntime")
+PIPELINE_FORMS = ("steps", "fused")
+STEPS = (
+    ("tokenizer", {"TEXT": "TEXT"},
+     {name: name for name in ("input_ids", "attention_mask", "word_spans", "text_index", "source_text")}),
+    ("${encoder}", {"input_ids": "input_ids", "attention_mask": "attention_mask"}, {"logits": "logits"}),
+    ("decoder", {name: name for name in ("logits", "word_spans", "text_index", "source_text")},
+     {"ENTITIES": "ENTITIES"}),
+)
+FUSED_STEPS = (("text_encoder_${precision}", STEPS[0][1],
+                {name: name for name in STEPS[2][1]}), STEPS[2])
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,11 @@ class RepositoryConfig:
     concurrent_runs: int | None = None
     fp32_encoder_instances: int | None = None
     fp32_intra_op_threads: int | None = None
+    # How each ensemble runs: "steps" (tokenizer, encoder and decoder models) or "fused" (one text_encoder_* model
+    # running the tokenizer and the encoder in one process, then the decoder: a hop through Triton fewer). None: fused
+    # where the encoder's layout is single-thread instances (its runs cost about what a hop does), steps for a
+    # GEMM-bound encoder (tokenising then overlaps its long runs) and on the native backend.
+    pipeline: str | None = None
     # A graph whose 64-token row costs at least this (its run cost, export/run_cost.py) and has no recurrent layer
     # is GEMM-bound: one session on both cores. Anything lighter or recurrent gains nothing from a second thread.
     parallel_row_ms: float = 5.0
@@ -92,6 +111,10 @@ class RepositoryConfig:
                   self.concurrent_runs, self.tokenizer_instances, self.decoder_instances)
         if min(c for c in counts if c is not None) < 1:
             raise ValueError("instances, ONNX Runtime threads and concurrent runs must be at least 1")
+        if self.pipeline not in (None, *PIPELINE_FORMS):
+            raise ValueError(f"pipeline must be one of {PIPELINE_FORMS}, not {self.pipeline!r}")
+        if self.pipeline == "fused" and self.encoder_backend != "python":
+            raise ValueError("the fused pipeline is a Python-backend model; the onnxruntime backend needs steps")
         if self.max_padding_ratio < 0 or self.max_tokens_per_run < 1:
             raise ValueError("max_padding_ratio must be >= 0 and max_tokens_per_run >= 1")
         if self.run_planning not in RUN_PLANNINGS:
@@ -107,6 +130,9 @@ class RepositoryConfig:
         return native.request_limits(self.max_texts_per_request, self.window.max_rows_per_request,
                                      self.max_tokens_per_run, max(self.window.length_buckets))
 
+    def _gemm_bound(self, cost: RunCost) -> bool:
+        return cost.per_position == 0 and cost.of(1, 64) >= self.parallel_row_ms
+
     def encoder_layout(self, cost: RunCost, precision: str) -> tuple[int, int, int]:
         """(instances, ONNX Runtime threads per session, concurrent runs per execution) of one precision's encoder.
 
@@ -114,13 +140,18 @@ class RepositoryConfig:
         both, and whose executions send two runs side by side, so a busy server keeps both cores on runs of their
         own; one copy of the weights. Recurrent or small graphs: two single-thread instances, each free to take a
         request while the other runs (docs/benchmarks.md). ``cost``: the encoder's run cost (export/run_cost.py)."""
-        parallel = cost.per_position == 0 and cost.of(1, 64) >= self.parallel_row_ms
-        auto = (1, 2, 2) if parallel else (2, 1, 1)
+        auto = (1, 2, 2) if self._gemm_bound(cost) else (2, 1, 1)
         chosen = [self.encoder_instances, self.intra_op_threads, self.concurrent_runs]
         if precision == "fp32":
             chosen[:2] = [own if own is not None else both for own, both in
                           zip((self.fp32_encoder_instances, self.fp32_intra_op_threads), chosen)]
         return tuple(value if value is not None else default for value, default in zip(chosen, auto))
+
+    def fused(self, cost: RunCost) -> bool:
+        """Whether an ensemble whose encoder has this run cost runs it and the tokenizer in one text_encoder_* model."""
+        if self.pipeline is not None:
+            return self.pipeline == "fused"
+        return self.encoder_backend == "python" and not self._gemm_bound(cost)
 
     def queue_policy(self, instances: int) -> str:
         """The `dynamic_batching` line bounding a model's queue, or why a single-instance model has none."""
@@ -139,6 +170,26 @@ def _fill(template: Path, destination: Path, values: dict) -> None:
 def _copy_pipeline(version_dir: Path) -> None:
     shutil.copytree(PIPELINE_PACKAGE, version_dir / "ner_pipeline", ignore=shutil.ignore_patterns("__pycache__"),
                     dirs_exist_ok=True)
+
+
+def _write_text_encoder(folder: Path, files: list[Path], values: dict) -> None:
+    """A text_encoder_* model: the tokenizer's and the encoder's files side by side, configured as its encoder."""
+    version_dir = folder / "1"
+    version_dir.mkdir(parents=True)
+    shutil.copyfile(TEMPLATES / "text_encoder" / "1" / "model.py", version_dir / "model.py")
+    for path in files:
+        shutil.copyfile(path, version_dir / path.name)
+    _copy_pipeline(version_dir)
+    _fill(TEMPLATES / "text_encoder" / "config.pbtxt", folder / "config.pbtxt", values)
+
+
+def _steps(steps) -> str:
+    """The ``ensemble_scheduling`` steps, each mapping its tensors to the ensemble's of the same name."""
+    def maps(kind: str, mapping: dict) -> str:
+        return "".join(f'\n      {kind} {{ key: "{key}", value: "{value}" }}' for key, value in mapping.items())
+
+    return ",\n".join(f'    {{\n      model_name: "{model}"\n      model_version: -1{maps("input_map", inputs)}'
+                       f'{maps("output_map", outputs)}\n    }}' for model, inputs, outputs in steps)
 
 
 def write_repository(
@@ -195,6 +246,7 @@ def write_repository(
     _fill(TEMPLATES / "decoder" / "config.pbtxt", output / "decoder" / "config.pbtxt",
           {**common, "decoder_sha256": decoder_hash, "queue_policy": cfg.queue_policy(cfg.decoder_instances)})
 
+    fused: dict[str, bool] = {}
     for ensemble, (encoder, precision) in ENSEMBLES.items():
         encoder_dir = output / encoder / "1"
         encoder_dir.mkdir(parents=True, exist_ok=True)
@@ -220,6 +272,13 @@ def write_repository(
         values.update(encoder_instances=instances, intra_op_threads=threads, concurrent_runs=lanes)
         values["queue_policy"] = cfg.queue_policy(values["encoder_instances"])
         _fill(TEMPLATES / "encoder" / f"config.{cfg.encoder_backend}.pbtxt", output / encoder / "config.pbtxt", values)
+        text_encoder = output / f"text_encoder_{precision}"
+        shutil.rmtree(text_encoder, ignore_errors=True)
+        fused[ensemble] = cfg.fused(cost)
+        if fused[ensemble]:
+            _write_text_encoder(text_encoder, [encoder_dir / "model.onnx", tokenizer_dir / "tokenizer.json"],
+                                {**values, "name": text_encoder.name,
+                                 "tokenizer_sha256": sha256(tokenizer_dir / "tokenizer.json")})
 
     ensemble_configs = {output / ensemble / "config.pbtxt" for ensemble in ENSEMBLES}
     files = {
@@ -231,6 +290,7 @@ def write_repository(
     template = Template((TEMPLATES / "ensemble" / "config.pbtxt").read_text())
     for ensemble, (encoder, precision) in ENSEMBLES.items():
         values = {**common, "name": ensemble, "encoder": encoder, "precision": precision}
+        values["steps"] = Template(_steps(FUSED_STEPS if fused[ensemble] else STEPS)).substitute(values)
         # The hash leaves its own parameter out, so the config without it gives the hash the config then carries.
         unhashed = parse_config(template.substitute(values, model_hash=""))
         values[HASH_PARAMETER] = model_hash(output, unhashed, files)
@@ -239,3 +299,16 @@ def write_repository(
         destination.write_text(template.substitute(values))
         files[str(destination.relative_to(output))] = sha256(destination)
     return dict(sorted(files.items()))
+
+
+def ensemble_steps(repository: Path, ensemble: str) -> list[str]:
+    """The models an ensemble of a written repository runs, in order."""
+    config = parse_config((repository / ensemble / "config.pbtxt").read_text())
+    return [step.model_name for step in config.ensemble_scheduling.step]
+
+
+def encoder_step(repository: Path, ensemble: str) -> str:
+    """The model that runs an ensemble's ONNX encoder: ``text_encoder_*`` (fused form) or ``encoder_*`` (three
+    steps)."""
+    return next(step for step in ensemble_steps(repository, ensemble)
+                if (repository / step / "1" / "model.onnx").exists())

@@ -14,6 +14,7 @@ Entity ``score``: the mean, over the entity's words, of the probability of the t
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,14 @@ class Decoder:
         self.scheme = scheme or detect_scheme(self.labels)
         self.crf = crf
         self._outside = np.array([tag.prefix == "O" for tag in self.tags])
+
+    @classmethod
+    def from_folder(cls, folder: str) -> "Decoder":
+        """The decoder of an exported model folder: ``labels.json``, and ``crf.npz`` when the checkpoint has a CRF."""
+        with open(os.path.join(folder, "labels.json"), encoding="utf-8") as f:
+            labels = json.load(f)
+        crf_path = os.path.join(folder, "crf.npz")
+        return cls(labels, CrfParameters.from_npz(crf_path) if os.path.exists(crf_path) else None)
 
     def tag_window(self, emissions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Tag ids and the probability of each chosen tag, for emissions [n, C] of one window. A CRF window tagged
@@ -109,6 +118,12 @@ class Decoder:
         as the tokenizer model lays them out. Tensors that do not fit together raise :class:`InputRejected`
         (:func:`ner_pipeline.validation.decoder_texts`)."""
         texts = decoder_texts(logits, word_spans, text_index, source_text, len(self.labels))
+        return self.entities_tensor(logits, word_spans, text_index, texts)
+
+    def entities_tensor(
+        self, logits: np.ndarray, word_spans: np.ndarray, text_index: np.ndarray, texts: list[str]
+    ) -> np.ndarray:
+        """ENTITIES [n_texts, 1]: :meth:`decode_batch` as the UTF-8 JSON array of each text's entities."""
         entities = self.decode_batch(logits, word_spans, text_index, texts)
         return np.array([[entities_to_json(e).encode("utf-8")] for e in entities], dtype=np.object_).reshape(-1, 1)
 

@@ -67,6 +67,15 @@ class EncodedBatch:
         return int(self.input_ids.shape[0])
 
 
+def source_texts(raw: np.ndarray, batch: EncodedBatch) -> np.ndarray:
+    """BYTES [rows, 1]: each text's UTF-8 bytes (``raw``, as the request sent them) on its first row, empty on the
+    others, as the decoder reads them."""
+    out = np.full((batch.rows, 1), b"", dtype=np.object_)
+    for row in np.unique(batch.text_index, return_index=True)[1]:
+        out[row, 0] = raw[batch.text_index[row]]
+    return out
+
+
 def load_tokenizer(tokenizer_json: str):
     """The Hugging Face fast tokenizer, from the ``tokenizer.json`` the exporter wrote."""
     from tokenizers import Tokenizer

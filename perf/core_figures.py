@@ -58,8 +58,11 @@ def latency(protocol: str, url: str, model: str, texts: list[str]) -> dict:
             "p95_ms": round(times[int(0.95 * (len(times) - 1))], 3)}
 
 
-def batching(protocol: str, url: str, model: str, encoder: str, texts: list[str], clients: int = 16) -> dict:
-    before = model_statistics(url, protocol)[encoder]
+def batching(protocol: str, url: str, model: str, precision: str, texts: list[str], clients: int = 16) -> dict:
+    before = model_statistics(url, protocol)
+    # A repository holds text_encoder_* only where its ensembles run the fused form.
+    encoder = f"text_encoder_{precision}" if f"text_encoder_{precision}" in before else f"encoder_{precision}"
+    before = before[encoder]
 
     def worker(chunk):
         connection = client(protocol, url)
@@ -95,8 +98,7 @@ def main(argv=None) -> int:
         "protocol": protocol,
         "texts": f"first {len(texts)} sentences of MSRA test, mean {statistics.mean(map(len, texts)):.0f} chars",
         "latency_c1": {model: latency(protocol, url, model, texts) for model in ("ner", "ner_fp32")},
-        "batching_c16": [batching(protocol, url, m, e, texts)
-                         for m, e in (("ner", "encoder_int8"), ("ner_fp32", "encoder_fp32"))],
+        "batching_c16": [batching(protocol, url, m, p, texts) for m, p in (("ner", "int8"), ("ner_fp32", "fp32"))],
         "cache": cache_hit(protocol, url, "ner"),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -240,10 +240,10 @@ def serving_repository(export_dir: Path, out: Path, repo_cfg: RepositoryConfig, 
     fp32 = export_dir / "encoder_fp32" / "1" / "model.onnx" if "ner_fp32" in keep else int8  # no 400 MB copy for nothing
     write_repository(out, {"fp32": fp32, "int8": int8}, export_dir / "tokenizer" / "1" / "tokenizer.json", labels,
                      detect_scheme(labels), crf, repo_cfg)
-    for ensemble, (encoder, _) in ENSEMBLES.items():
+    for ensemble, (encoder, precision) in ENSEMBLES.items():
         if ensemble not in keep:
-            shutil.rmtree(out / ensemble, ignore_errors=True)
-            shutil.rmtree(out / encoder, ignore_errors=True)
+            for model in (ensemble, encoder, f"text_encoder_{precision}"):
+                shutil.rmtree(out / model, ignore_errors=True)
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .memory import mb
+from .servers import encoder_stats
 
 SECTIONS = [
     "Targets",
@@ -306,11 +307,12 @@ def markdown(results: dict) -> str:
         r = results["sizes"][size]
         rows = []
         for model in ("ner", "ner_fp32"):
-            encoder = "encoder_int8" if model == "ner" else "encoder_fp32"
+            precision = "int8" if model == "ner" else "fp32"
             for p in r["triton_sdk"][model]:
                 rows.append([model, p["concurrency"], p["requests"], p["throughput_per_s"], p.get("p50_ms"),
                              p.get("p90_ms"), p.get("p95_ms"), p.get("p99_ms"),
-                             p.get("server_stats", {}).get(encoder, {}).get("requests_per_execution"), p["errors"]])
+                             encoder_stats(p.get("server_stats", {}), precision).get("requests_per_execution"),
+                             p["errors"]])
         out += [f"### {_size_title(results, size)}", ""]
         out += _table(["model", "concurrency", "requests", "throughput/s", "p50", "p90", "p95", "p99",
                        "encoder req/exec", "errors"], rows)
@@ -340,18 +342,23 @@ def markdown(results: dict) -> str:
             stats = point.get("server_stats", {})
             rows = [[name, s["requests"], s["requests_per_execution"], s["queue_ms"], s["compute_input_ms"],
                      s["compute_infer_ms"], s["compute_output_ms"], s["success_ms"]]
-                    for name, s in stats.items() if name in ("ner", "tokenizer", "encoder_int8", "decoder")]
+                    for name, s in stats.items()
+                    if name in ("ner", "tokenizer", "encoder_int8", "decoder", "text_encoder_int8")]
             out += [f"**{size}, {label}** (client-side p50 {point.get('p50_ms')} ms)", ""]
             out += _table(["model", "requests", "req/exec", "queue", "compute input", "compute", "compute output",
                            "total"], rows)
             out.append("")
         c1 = point_at(ner, 1)
         ort = r["baselines"]["ort_int8"]
-        enc = c1.get("server_stats", {}).get("encoder_int8", {})
-        if enc:
+        stats = c1.get("server_stats", {})
+        if "text_encoder_int8" in stats:
             out += [f"At concurrency 1 the client sees {c1.get('p50_ms')} ms (p50) where the in-process session needs "
-                    f"{ort.get('p50_ms')} ms; inside Triton the encoder's compute is {enc.get('compute_infer_ms')} ms "
-                    "per request (mean).", ""]
+                    f"{ort.get('p50_ms')} ms; inside Triton the text encoder (tokenizer and encoder in one process) "
+                    f"computes for {stats['text_encoder_int8'].get('compute_infer_ms')} ms per request (mean).", ""]
+        elif "encoder_int8" in stats:
+            out += [f"At concurrency 1 the client sees {c1.get('p50_ms')} ms (p50) where the in-process session needs "
+                    f"{ort.get('p50_ms')} ms; inside Triton the encoder's compute is "
+                    f"{stats['encoder_int8'].get('compute_infer_ms')} ms per request (mean).", ""]
 
     out += ["## perf_analyzer", ""]
     for size in sizes:

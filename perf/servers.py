@@ -47,6 +47,12 @@ def model_statistics(url: str, protocol: str = "grpc") -> dict:
     return out
 
 
+def encoder_stats(stats: dict, precision: str) -> dict:
+    """Of :func:`statistics_delta`'s models, the one that ran an ensemble's encoder: ``text_encoder_<precision>`` (the
+    fused form) or ``encoder_<precision>`` (three steps); empty when neither served a request."""
+    return stats.get(f"text_encoder_{precision}") or stats.get(f"encoder_{precision}", {})
+
+
 def statistics_delta(before: dict, after: dict) -> dict:
     """Per model, over the requests between two snapshots: mean milliseconds per request in each stage, and the mean
     number of requests per execution (what the dynamic batcher achieved)."""

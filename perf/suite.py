@@ -327,7 +327,7 @@ def run_tuning(size: str, settings: Settings, export_dir: Path, int8_variants: d
             with memory.PeakSampler(server.process.pid) as peak:
                 c1 = _sdk_sweep(server, "ner", "grpc", texts, [1], n1, use_sdk, lambda m: None)[0]
                 c8 = _sdk_sweep(server, "ner", "grpc", texts, [8], n8, use_sdk, lambda m: None)[0]
-        encoder = c8["server_stats"].get("encoder_int8", {})
+        encoder = servers.encoder_stats(c8["server_stats"], "int8")
         row = {"variant": name, "note": note, "overrides": overrides, "int8": int8, "c1_p50_ms": c1.get("p50_ms"),
                "c1_p95_ms": c1.get("p95_ms"), "c8_throughput_per_s": c8["throughput_per_s"], "c8_p95_ms": c8.get("p95_ms"),
                "c8_encoder_requests_per_execution": encoder.get("requests_per_execution"),

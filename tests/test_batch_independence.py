@@ -1,7 +1,8 @@
 """A text's answer does not depend on what it is served with: alone, inside one request of 16 texts of other lengths,
-at concurrency 16 beside other requests, and from a freshly started server in the other encoder layout (runs side by
-side in one session), its entities are identical and its
-scores equal within the JSON's rounding (1e-4), for INT8 (`ner`, statically calibrated) and FP32 (`ner_fp32`).
+at concurrency 16 beside other requests, and from a freshly started server in the other serving form (three steps
+instead of one fused pipeline model) and the other encoder layout (runs side by side in one session), its entities
+are identical and its scores equal within the JSON's rounding (1e-4), for INT8 (`ner`, statically calibrated) and
+FP32 (`ner_fp32`).
 
 Static INT8 stores its activation scales in the graph, so rows that share an ONNX Runtime call cannot move each
 other's quantization; the encoder's row grouping is derived from the graph at export, so a restart groups alike.
@@ -62,14 +63,15 @@ def test_answers_do_not_depend_on_batch_neighbours_load_or_restart(served, model
         if i % 4 == 0:
             assert_same(answer[0], alone[texts[0]], f"{model}: concurrency 16, request {i}")
 
-    # A fresh server on the same files in the other encoder layout (the tiny model gets two single-thread instances
-    # by default; here one instance whose executions send two runs side by side to a 2-thread session): nothing
-    # measured at load, and no layout, may change the answers.
+    # A fresh server on the same files in the other form and encoder layout (the tiny model gets one fused pipeline
+    # model of two single-thread instances by default; here tokenizer, encoder and decoder models, the encoder one
+    # instance whose executions send two runs side by side to a 2-thread session): nothing measured at load, and no
+    # form or layout, may change the answers.
     relaid = tmp_path / "repository"
     write_repository(relaid, {p: served.repository / f"encoder_{p}" / "1" / "model.onnx" for p in ("fp32", "int8")},
                      served.repository / "tokenizer" / "1" / "tokenizer.json", list(served.checkpoint.labels),
                      served.checkpoint.scheme, served.checkpoint.crf,
-                     RepositoryConfig(encoder_instances=1, intra_op_threads=2, concurrent_runs=2))
+                     RepositoryConfig(pipeline="steps", encoder_instances=1, intra_op_threads=2, concurrent_runs=2))
     fresh = TritonServer(ServerConfig(model_repository=relaid, http_port=free_port(),
                                       grpc_port=free_port(), metrics_port=free_port(),
                                       log_file=tmp_path / "tritonserver.log")).start(timeout=120)

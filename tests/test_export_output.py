@@ -239,16 +239,26 @@ def test_the_hash_moves_with_what_shapes_answers_and_nothing_else(served, tmp_pa
     assert changed["ner"] != base["ner"] and changed["ner_fp32"] == base["ner_fp32"]
 
     # Code and tokenizer, edited in place: the hash recomputed from the files moves, and the config's is then stale.
+    # The decoder is both ensembles' last step; in the fused form each text encoder has its own copy of the tokenizer.
+    steps = tmp_path / "steps"
+    rewrite(served, steps, RepositoryConfig(pipeline="steps"))
     root = tmp_path / "base"
-    for path, moved in [(root / "encoder_int8" / "1" / "model.py", {"ner"}),
+    assert (root / "text_encoder_int8").is_dir() and not (steps / "text_encoder_int8").exists()
+    for path, moved in [(root / "text_encoder_int8" / "1" / "model.py", {"ner"}),
+                        (root / "text_encoder_fp32" / "1" / "tokenizer.json", {"ner_fp32"}),
+                        (root / "tokenizer" / "1" / "tokenizer.json", set()),
                         (root / "decoder" / "1" / "ner_pipeline" / "tagging.py", {"ner", "ner_fp32"}),
-                        (root / "tokenizer" / "1" / "tokenizer.json", {"ner", "ner_fp32"})]:
-        before = hashes(root)
+                        (steps / "encoder_int8" / "1" / "model.py", {"ner"}),
+                        (steps / "decoder" / "1" / "ner_pipeline" / "tagging.py", {"ner", "ner_fp32"}),
+                        (steps / "tokenizer" / "1" / "tokenizer.json", {"ner", "ner_fp32"})]:
+        repository = root if root in path.parents else steps
+        before = hashes(repository)
         with open(path, "ab") as f:
             f.write(b" ")
-        after = hashes(root)
+        after = hashes(repository)
         assert {e for e in ENSEMBLES if after[e] != before[e]} == moved, path
-    assert hashes(root) != {e: written_hash(root, e) for e in ENSEMBLES}
+    for repository in (root, steps):
+        assert hashes(repository) != {e: written_hash(repository, e) for e in ENSEMBLES}
 
 
 @pytest.mark.unit

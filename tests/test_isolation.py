@@ -1,5 +1,6 @@
 """Each request to a Python-backend model is checked on its own: a bad request sent straight to `tokenizer`,
-`encoder_int8`, `encoder_fp32` or `decoder` gets an error naming its problem, while good ensemble requests sharing the
+`encoder_int8`, `encoder_fp32`, `decoder` or `text_encoder_int8` (the fused form's tokenizer and encoder) gets an
+error naming its problem, while good ensemble requests sharing the
 same model executions are answered correctly, and the server serves on afterwards. The encoder's checks
 (ner_pipeline.validation) are also run directly; the decoder's are in test_decoder_requests.py."""
 
@@ -51,8 +52,14 @@ def direct(served):
     decoder["logits"] = answers["encoder_int8"]
     answers["decoder"] = c.infer("decoder", decoder_inputs(decoder)).as_numpy("ENTITIES")
     assert [json.loads(row[0]) for row in answers["decoder"]][1][0]["span"] == "联合国"
+    # The fused form's first step answers what the tokenizer and the encoder answer one after the other.
+    fused = c.infer("text_encoder_int8", texts)
+    for name in ("word_spans", "text_index", "source_text"):
+        assert np.array_equal(fused.as_numpy(name), tokens.as_numpy(name)), name
+    answers["text_encoder_int8"] = fused.as_numpy("logits")
+    assert np.allclose(answers["text_encoder_int8"], answers["encoder_int8"], atol=1e-5)
     return {"tokenizer": texts, "encoder_int8": encoder, "encoder_fp32": encoder,
-            "decoder": decoder_inputs(decoder)}, decoder, answers
+            "decoder": decoder_inputs(decoder), "text_encoder_int8": texts}, decoder, answers
 
 
 def changed(tensors: dict, **changes) -> dict:
@@ -104,10 +111,13 @@ def bad_requests(good: dict) -> list[tuple[str, list, tuple[str, ...]]]:
         ("decoder", decoder_inputs(changed(good, source_text=at((0, 0), b"\xc3\x28"))), ("source_text", "UTF-8")),
         ("decoder", decoder_inputs(changed(good, text_index=lambda x: x[:1])), ("text_index",)),
     ]
-    return encoder + tokenizer + decoder
+    # The fused form's text encoder refuses what the tokenizer refuses.
+    text_encoder = [("text_encoder_int8", inputs, words) for _, inputs, words in tokenizer]
+    return encoder + tokenizer + decoder + text_encoder
 
 
-OUTPUT = {"tokenizer": "word_spans", "encoder_int8": "logits", "encoder_fp32": "logits", "decoder": "ENTITIES"}
+OUTPUT = {"tokenizer": "word_spans", "encoder_int8": "logits", "encoder_fp32": "logits", "decoder": "ENTITIES",
+          "text_encoder_int8": "logits"}
 
 
 @pytest.mark.server
@@ -121,7 +131,7 @@ def test_bad_requests_to_each_model_fail_alone_among_good_ones(served, direct):
     work = [call for k, (model, *wrong) in enumerate(bad * ROUNDS)
             for call in (ensemble[k % len(ensemble)], (model, inputs[model], None), (model, *wrong))]
     c = client("grpc", served.grpc_url)
-    models = ("tokenizer", "encoder_int8", "encoder_fp32", "decoder")
+    models = ("tokenizer", "encoder_int8", "encoder_fp32", "decoder", "text_encoder_int8")
     before = {model: c.get_inference_statistics(model).model_stats[0] for model in models}
 
     def call(item):

@@ -58,11 +58,12 @@ def repository(request, served, tmp_path_factory):
 @pytest.mark.server
 def test_every_config_parses(repository):
     form, root = repository
-    for name in MODELS:
+    for name in MODELS + (["text_encoder_int8", "text_encoder_fp32"] if form == "python" else []):
         config = parse_config(root / name / "config.pbtxt")
         assert config.name == name
         assert (root / name / "1").is_dir()
     assert parse_config(root / "encoder_int8" / "config.pbtxt").backend == form
+    assert not (root / "text_encoder_int8").exists() or form == "python"
 
 
 @pytest.mark.server
@@ -110,10 +111,25 @@ def test_default_model_exports_for_the_native_backend(tmp_path):
 
 
 @pytest.mark.server
-def test_ensembles_wire_the_pipeline_and_publish_limits(served):
+def test_ensembles_wire_the_pipeline_and_publish_limits(served, repository):
+    """The tiny model's encoders are small: on the Python backend each ensemble is a text_encoder_* model (tokenizer
+    and encoder in one process, with its encoder's layout and run cost and the files of both) and the decoder; the
+    native backend keeps three steps."""
+    form, root = repository
     for name, encoder, precision in (("ner", "encoder_int8", "int8"), ("ner_fp32", "encoder_fp32", "fp32")):
-        config = parse_config(served.repository / name / "config.pbtxt")
-        assert [step.model_name for step in config.ensemble_scheduling.step] == ["tokenizer", encoder, "decoder"]
+        config = parse_config(root / name / "config.pbtxt")
+        steps = [step.model_name for step in config.ensemble_scheduling.step]
+        if form == "python":
+            assert steps == [f"text_encoder_{precision}", "decoder"]
+            fused, separate = root / f"text_encoder_{precision}", parse_config(root / encoder / "config.pbtxt")
+            pipeline = parse_config(fused / "config.pbtxt")
+            assert [group.count for group in pipeline.instance_group] == [g.count for g in separate.instance_group]
+            for key in ("intra_op_thread_count", "concurrent_runs", "run_cost", "max_tokens_per_run"):
+                assert pipeline.parameters[key] == separate.parameters[key], key
+            for step, file in ((encoder, "model.onnx"), ("tokenizer", "tokenizer.json")):
+                assert (fused / "1" / file).read_bytes() == (root / step / "1" / file).read_bytes(), file
+        else:
+            assert steps == ["tokenizer", encoder, "decoder"]
         assert config.response_cache.enable
         params = {k: v.string_value for k, v in config.parameters.items()}
         assert params["precision"] == precision
@@ -155,6 +171,21 @@ def test_encoder_layout_follows_the_graph_or_the_settings(repository):
         assert config.parameters["intra_op_thread_count"].string_value == str(threads)
         if form == "python":  # the native backend runs one call per execution
             assert config.parameters["concurrent_runs"].string_value == str(lanes)
+
+
+@pytest.mark.unit
+def test_serving_form_follows_the_graph_or_the_settings():
+    """Fused (tokenizer and encoder in one text_encoder_* model) where the encoder gets single-thread instances; three
+    steps for a GEMM-bound encoder, whose runs tokenising then overlaps, and on the native backend; or as set."""
+    bert_base, recurrent = RunCost(4.6, 0.0, 0.28), RunCost(0.27, 0.0104, 0.0165)
+    assert RepositoryConfig().fused(recurrent) and not RepositoryConfig().fused(bert_base)
+    assert not RepositoryConfig(encoder_backend="onnxruntime").fused(recurrent)
+    assert RepositoryConfig(pipeline="fused").fused(bert_base)
+    assert not RepositoryConfig(pipeline="steps").fused(recurrent)
+    with pytest.raises(ValueError, match="fused pipeline"):
+        RepositoryConfig(pipeline="fused", encoder_backend="onnxruntime")
+    with pytest.raises(ValueError, match="pipeline must be"):
+        RepositoryConfig(pipeline="one")
 
 
 @pytest.mark.server

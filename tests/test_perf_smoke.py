@@ -13,6 +13,7 @@ import pytest
 from perf import gemm_ceiling
 from perf.cli import SIZES, main
 from perf.report import SECTIONS
+from perf.servers import encoder_stats
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -44,10 +45,11 @@ def test_results_json_has_every_part(smoke_run):
             points = r["triton_sdk"][model]
             assert [p["concurrency"] for p in points] == results["settings"]["sdk_concurrency"]
             assert all(p["requests"] > 0 and p["errors"] == 0 for p in points), points
-            assert "encoder_int8" in points[0]["server_stats"] or model == "ner_fp32"
+            assert encoder_stats(points[0]["server_stats"], "int8") or model == "ner_fp32"
         assert all(p["errors"] == 0 for p in r["triton_sdk_http"]["ner"])
         assert r["memory"]["peak_under_load"]["total_bytes"] > 0
-        assert any(name.startswith("encoder_int8") for name in r["memory"]["peak_under_load"]["processes"])
+        processes = r["memory"]["peak_under_load"]["processes"]
+        assert any(name.startswith(("encoder_int8", "text_encoder_int8")) for name in processes)
         assert r["locust"]["TritonHttpUser"].get("requests", 0) > 0, r["locust"]["TritonHttpUser"]
         ws = r["locust"]["WebSocketUser"]
         assert ws.get("requests", 0) > 0 and ws["failures"] == 0, ws

@@ -29,7 +29,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from export.model_hash import parse_config
-from export.repository import RepositoryConfig, write_repository
+from export.repository import RepositoryConfig, encoder_step, ensemble_steps, write_repository
 from export.synthetic import random_sentence
 from ner_client import AsyncNerClient, NerClient, NerError, ServerError, ServerUnavailable
 from perf.memory import tree_pss
@@ -492,9 +492,10 @@ def test_triton_alone_does_not_restart_a_killed_stub(served, tmp_path):
     server = own_server(served.repository, tmp_path / "tritonserver.log")
     stubs = stubs_of(server.process.pid)
     try:
-        # every instance of the INT8 encoder (its config's instance count), so that none is left to answer
-        int8_stubs = [s for s in stubs if s.name.startswith("encoder_int8_")]
-        config = parse_config((served.repository / "encoder_int8" / "config.pbtxt").read_text())
+        # every instance of the model running the INT8 encoder (its config's instance count), so that none is left
+        encoder = encoder_step(served.repository, "ner")
+        int8_stubs = [s for s in stubs if s.name.startswith(f"{encoder}_")]
+        config = parse_config((served.repository / encoder / "config.pbtxt").read_text())
         assert len(int8_stubs) == config.instance_group[0].count
         with NerClient(server.grpc_url, model="ner", timeout=30, retries=1) as ner, \
                 NerClient(server.grpc_url, model="ner_fp32", timeout=30, retries=1) as fp32:
@@ -506,7 +507,7 @@ def test_triton_alone_does_not_restart_a_killed_stub(served, tmp_path):
                 with pytest.raises(ServerError) as info:
                     ner.extract(f"李四{len(errors)}")
                 errors.append(str(info.value))
-            assert all(re.search(r"Stub process 'encoder_int8_0_\d+' is not healthy", e) for e in errors), errors
+            assert all(re.search(rf"Stub process '{encoder}_0_\d+' is not healthy", e) for e in errors), errors
             assert server.is_ready()  # /v2/health/ready: 200 all the same
             assert [(e.type, e.span) for e in fp32.extract("王小明在长江边")] == [("PER", "王小明"), ("LOC", "长江")]
     finally:
@@ -516,13 +517,14 @@ def test_triton_alone_does_not_restart_a_killed_stub(served, tmp_path):
 
 
 @pytest.mark.server
-def test_killed_python_backend_process_under_load(supervised):
-    """SIGKILL to the tokenizer's stub while requests run. Triton does not restart the stub: requests through it fail
-    with 'Stub process ... is not healthy' until the supervisor notices, kills the server and starts it again; the
-    clients get those clear errors (or a refused connection while it restarts), none waits past its timeout, and the
-    service resumes by itself."""
+def test_killed_python_backend_process_under_load(supervised, served):
+    """SIGKILL to the stub of the INT8 ensemble's first step (tokenizer or pipeline) while requests run. Triton does
+    not restart the stub: requests through it fail with 'Stub process ... is not healthy' until the supervisor
+    notices, kills the server and starts it again; the clients get those clear errors (or a refused connection while
+    it restarts), none waits past its timeout, and the service resumes by itself."""
     state = supervised.state()
-    stub_pid, restarts = state["stubs"]["tokenizer_0_0"], state["restarts"]
+    stub = f"{ensemble_steps(served.repository, 'ner')[0]}_0_0"
+    stub_pid, restarts = state["stubs"][stub], state["restarts"]
     timeout = 20.0
     tag = secrets.token_hex(3)
 
@@ -558,7 +560,7 @@ def test_killed_python_backend_process_under_load(supervised):
         key = f"{o.error}: {'stub not healthy' if 'not healthy' in o.message else o.message.split(': ', 1)[-1][:80]}"
         errors[key] = errors.get(key, 0) + 1
     figures = {
-        "killed": "tokenizer_0_0 (SIGKILL)", "requests": len(outcomes), "answered": len(outcomes) - len(failed),
+        "killed": f"{stub} (SIGKILL)", "requests": len(outcomes), "answered": len(outcomes) - len(failed),
         "failed": len(failed), "errors": errors, "client_timeout_s": timeout,
         "longest_request_s": round(max(o.elapsed for _, _, o in outcomes), 2),
         "first_failure_after_kill_s": round(first_failure - killed, 2) if first_failure else None,
@@ -566,8 +568,8 @@ def test_killed_python_backend_process_under_load(supervised):
         "supervisor": state["recoveries"][-1],
     }
     write_figures("killed_stub", figures)
-    assert state["restarts"] == restarts + 1 and "tokenizer_0_0" in state["recoveries"][-1]["reason"]
-    assert state["stubs"]["tokenizer_0_0"] != stub_pid
+    assert state["restarts"] == restarts + 1 and stub in state["recoveries"][-1]["reason"]
+    assert state["stubs"][stub] != stub_pid
     assert not is_running(stub_pid)
     # Clear errors only: the dead stub, the server unreachable while it restarts, or (HTTP) an answer cut off.
     for _, o in failed:
@@ -688,13 +690,14 @@ def settle(grpc_url: str, models: tuple[str, ...], quiet: float = 3.0, timeout: 
 
 
 @pytest.mark.server
-def test_closed_websocket_stops_its_work_in_triton(supervised):
+def test_closed_websocket_stops_its_work_in_triton(supervised, served):
     """Eight long texts sent, the WebSocket closed once some wait in Triton's queue for the FP32 encoder (its own gauge
     says so) while others run: the gateway cancels its calls and Triton drops the requests it had not finished (its
     own statistics say so). Each text is 100 windows, far more work than the cancellation's trip over the loopback."""
     from websockets.sync.client import connect
 
-    models = ("ner_fp32", "encoder_fp32", "tokenizer")
+    encoder = encoder_step(served.repository, "ner_fp32")
+    models = ("ner_fp32", encoder)
     before = settle(supervised.grpc_url, models)
     tag = secrets.token_hex(3)
     long_text_ = "张三在北京的清华大学读书，李四去了上海。" * 2500  # 50,000 characters, 100 windows
@@ -703,7 +706,7 @@ def test_closed_websocket_stops_its_work_in_triton(supervised):
         for i in range(8):
             ws.send(json.dumps({"id": i, "text": f"{tag}{i}" + long_text_, "model": "ner_fp32"}, ensure_ascii=False))
         deadline = time.monotonic() + 120
-        while triton_gauge(supervised.metrics_port, "nv_inference_pending_request_count", "encoder_fp32") < 1:
+        while triton_gauge(supervised.metrics_port, "nv_inference_pending_request_count", encoder) < 1:
             assert time.monotonic() < deadline, "no text ever waited for the FP32 encoder"
             time.sleep(0.02)
         closed = time.monotonic()

@@ -8,7 +8,6 @@ naming the problem, anything else that fails one request gets INTERNAL, and the 
 are answered as usual.
 """
 
-import json
 import os
 import sys
 
@@ -16,7 +15,7 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from ner_pipeline import CrfParameters, Decoder, InputRejected  # noqa: E402
+from ner_pipeline import Decoder, InputRejected  # noqa: E402
 
 
 def _input(request, name):
@@ -25,12 +24,7 @@ def _input(request, name):
 
 class TritonPythonModel:
     def initialize(self, args):
-        here = os.path.dirname(os.path.abspath(__file__))
-        with open(os.path.join(here, "labels.json"), encoding="utf-8") as f:
-            labels = json.load(f)
-        crf_path = os.path.join(here, "crf.npz")
-        crf = CrfParameters.from_npz(crf_path) if os.path.exists(crf_path) else None
-        self.decoder = Decoder(labels, crf)
+        self.decoder = Decoder.from_folder(os.path.dirname(os.path.abspath(__file__)))
 
     def execute(self, requests):
         return [self._answer(request) for request in requests]

@@ -11,26 +11,21 @@ refuses (not UTF-8, over a limit) gets INVALID_ARG naming it, anything else that
 the other requests of the same execute() are answered as usual.
 """
 
-import json
 import os
 import sys
 
-import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from ner_pipeline import InputRejected, WindowConfig, decode_utf8, encode_texts, load_tokenizer  # noqa: E402
-
-
-def model_parameters(args) -> dict:
-    config = json.loads(args["model_config"])
-    return {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+from ner_pipeline.triton_config import model_config  # noqa: E402
+from ner_pipeline.windows import source_texts  # noqa: E402
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        self.config = WindowConfig.from_parameters(model_parameters(args))
+        self.config = WindowConfig.from_parameters(model_config(args)[1])
         here = os.path.dirname(os.path.abspath(__file__))
         self.tokenizer = load_tokenizer(os.path.join(here, "tokenizer.json"))
 
@@ -38,16 +33,12 @@ class TritonPythonModel:
         raw = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)
         texts = [decode_utf8(value, position) for position, value in enumerate(raw)]
         batch = encode_texts(self.tokenizer, texts, self.config)
-        source_text = np.full((batch.rows, 1), b"", dtype=np.object_)
-        first_rows = np.unique(batch.text_index, return_index=True)[1]
-        for row in first_rows:
-            source_text[row, 0] = raw[batch.text_index[row]]
         return [
             pb_utils.Tensor("input_ids", batch.input_ids),
             pb_utils.Tensor("attention_mask", batch.attention_mask),
             pb_utils.Tensor("word_spans", batch.word_spans),
             pb_utils.Tensor("text_index", batch.text_index.reshape(-1, 1)),
-            pb_utils.Tensor("source_text", source_text),
+            pb_utils.Tensor("source_text", source_texts(raw, batch)),
         ]
 
     def execute(self, requests):
