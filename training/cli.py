@@ -43,7 +43,7 @@ def noise_kind_list(text) -> tuple[str, ...]:
 
 
 SETTINGS = SettingGroup("NER_TRAIN_", (
-    Setting("output", Path("models/default"), "checkpoint directory (the best dev-F1 checkpoint is saved here)",
+    Setting("output", Path("models/teacher"), "checkpoint directory (the best dev-F1 checkpoint is saved here)",
             type=Path),
     DATA_DIR,
     Setting("init", "lac", "encoder initialisation: lac (pretrained Baidu LAC) or random", choices=("lac", "random")),

@@ -1,7 +1,7 @@
 """Distillation: one student of the default model's architecture learns from a teacher's emissions as well as the
 gold tags, on the training text and its noisy copies.
 
-``python -m training.distill --teacher models/default --output build/distill/student`` takes every ``python -m
+``python -m training.distill --teacher models/teacher --output build/distill/student`` takes every ``python -m
 training`` option (one member; noise with ``--noise-share``) and trains as that command does, stopped and resumed
 the same way. The teacher is any checkpoint the exporter reads (``export.checkpoint``) with the student's tokenizer
 vocabulary and labels. Its emissions are computed once per teacher and training text, on the clean training chunks,
@@ -37,7 +37,7 @@ SOFT_LABELS_VERSION = "1"  # part of the cache key: raise it when the way soft l
 TEACHER_BATCH_TOKENS = 8192
 
 TEACHER_SETTINGS = SettingGroup("NER_TRAIN_", (
-    Setting("teacher", Path("models/default"), "the teacher checkpoint: any checkpoint the exporter reads, with the "
+    Setting("teacher", Path("models/teacher"), "the teacher checkpoint: any checkpoint the exporter reads, with the "
             "student's vocabulary and labels", type=Path),
     Setting("distill_weight", 1.0, "weight of the teacher's soft labels beside the gold tags' CRF loss",
             type=positive_float),
