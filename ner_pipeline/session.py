@@ -1,7 +1,7 @@
 """The served encoder's ONNX Runtime session and how it runs the rows of one Triton execution.
 
 Shared by the Python-backend models that run the encoder: ``encoder_*`` (step 2 of a three-step ensemble) and
-``pipeline_*`` (tokenizer, encoder and decoder in one process). Both read the same model parameters:
+``text_encoder_*`` (tokenizer and encoder in one process, the fused form's first step). Both read the same model parameters:
 
 - threads: ``intra_op_thread_count`` ORT threads, not spinning when idle (``allow_spinning`` = 0): on 2 cores shared
   with other Python-backend processes, a spinning worker takes the core the next step needs. With ``concurrent_runs``

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ner_client.settings import TRITON_PROTOCOL, TRITON_URL, Setting, SettingGroup, positive_int
 
-from .servers import REPO_ROOT, model_statistics
+from .servers import REPO_ROOT, encoder_model, model_statistics
 from . import texts as msra
 from .triton_calls import client, infer
 
@@ -60,8 +60,7 @@ def latency(protocol: str, url: str, model: str, texts: list[str]) -> dict:
 
 def batching(protocol: str, url: str, model: str, precision: str, texts: list[str], clients: int = 16) -> dict:
     before = model_statistics(url, protocol)
-    # A repository holds text_encoder_* only where its ensembles run the fused form.
-    encoder = f"text_encoder_{precision}" if f"text_encoder_{precision}" in before else f"encoder_{precision}"
+    encoder = encoder_model(before, precision)
     before = before[encoder]
 
     def worker(chunk):

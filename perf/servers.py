@@ -47,10 +47,16 @@ def model_statistics(url: str, protocol: str = "grpc") -> dict:
     return out
 
 
+def encoder_model(models, precision: str) -> str:
+    """Of the models named in ``models``, the one that runs an ensemble's encoder: ``text_encoder_<precision>`` where
+    the ensembles run the fused form (only then does a repository hold it), else ``encoder_<precision>``."""
+    fused = f"text_encoder_{precision}"
+    return fused if fused in models else f"encoder_{precision}"
+
+
 def encoder_stats(stats: dict, precision: str) -> dict:
-    """Of :func:`statistics_delta`'s models, the one that ran an ensemble's encoder: ``text_encoder_<precision>`` (the
-    fused form) or ``encoder_<precision>`` (three steps); empty when neither served a request."""
-    return stats.get(f"text_encoder_{precision}") or stats.get(f"encoder_{precision}", {})
+    """Of :func:`statistics_delta`'s models, the one that ran an ensemble's encoder; empty when it served nothing."""
+    return stats.get(encoder_model(stats, precision), {})
 
 
 def statistics_delta(before: dict, after: dict) -> dict:
