@@ -7,6 +7,7 @@ from .servers import encoder_stats
 
 SECTIONS = [
     "Targets",
+    "Pipeline work",
     "Machine and versions",
     "Machine ceiling",
     "Side by side",
@@ -79,6 +80,14 @@ def _ceiling_note(size_results: dict, precision: str, session: dict) -> str:
             f"{ceiling['texts_per_s'][precision] / session['throughput_per_s']:.2f}× the session")
 
 
+def _work_note(size_results: dict, session: dict) -> str:
+    work = size_results.get("pipeline_work")
+    if not work:
+        return ""
+    return (f"the pipeline-work ceiling ({work['ceiling_texts_per_s']:.1f}/s, *Pipeline work*) is "
+            f"{work['ceiling_texts_per_s'] / session['throughput_per_s']:.2f}× the session")
+
+
 def targets(results: dict) -> list[dict]:
     """The targets, server capacity judged by perf_analyzer against an in-process session of the served file in the
     same run, beside the earlier ones (the naive pipeline, INT8 against FP32) that still hold."""
@@ -101,7 +110,8 @@ def targets(results: dict) -> list[dict]:
                          f"{turns['median_ratio']:.2f} (" + ", ".join(f"{x['ratio']:.2f}" for x in turns["rounds"]) + ")")
         rows.append(_at_least("Triton INT8 ensemble at its best concurrency ≥ 2.0 × one in-process ORT INT8 session, "
                               "batch 1", "bert-base", measured, ratio, 2.0,
-                              "; ".join(x for x in (_ceiling_note(bert, "int8", ort), note) if x)))
+                              "; ".join(x for x in (_ceiling_note(bert, "int8", ort), _work_note(bert, ort), note)
+                                        if x)))
         share = bert.get("gemm_ceiling", {}).get("share", {}).get("int8")
         if share is not None:
             rows.append(_at_least("Triton INT8 ensemble ≥ 50 % of the GEMM-bound ceiling (client SDK best)",
@@ -137,7 +147,8 @@ def targets(results: dict) -> list[dict]:
         ort = default["baselines"]["ort_int8"]
         ratio, measured = _capacity(default, "ner", ort)
         rows.append(_at_least("Default model: Triton INT8 ensemble at its best concurrency ≥ 1.5 × its in-process "
-                              "INT8 session", "default", measured, ratio, 1.5, note))
+                              "INT8 session", "default", measured, ratio, 1.5,
+                              "; ".join(x for x in (_work_note(default, ort), note) if x)))
         c1 = point_at(default["triton_sdk"]["ner"], 1)
         turns = default.get("latency_gap")
         if turns:  # both sides in turns over the same texts: the figure the target is judged by
@@ -197,6 +208,20 @@ def _ceiling_rows(results: dict) -> list[list]:
     return rows
 
 
+def _work_rows(results: dict) -> list[list]:
+    rows = []
+    for size, r in results["sizes"].items():
+        work = r.get("pipeline_work")
+        if not work:
+            continue
+        phases = [" / ".join(f"{work['ms_per_text'][group][phase]:.2f}" for phase in ("tokenizer", "encoder", "decoder"))
+                  for group in ("1", "8")]
+        served = best_point(server_points(r, "ner")[0])["throughput_per_s"]
+        rows.append([size, *phases, work["one_core_texts_per_s"], work["cores"], work["ceiling_texts_per_s"], served,
+                     f"{served / work['ceiling_texts_per_s']:.1%}"])
+    return rows
+
+
 def _size_title(results: dict, size: str) -> str:
     return f"{size} — {results['sizes'][size]['model']['description']}"
 
@@ -227,6 +252,17 @@ def markdown(results: dict) -> str:
             "its best concurrency through the SDK.", ""]
     out += _table(["model", "build", "multiply-adds per token (millions)", "tokens per text", "ceiling tokens/s",
                    "ceiling texts/s", "served best /s", "share of ceiling"], _ceiling_rows(results))
+    work_rows = _work_rows(results)
+    if work_rows:
+        out += ["", "## Pipeline work", "",
+                "The served pipeline's own work, in process on one core (perf/pipeline_work.py): the repository's "
+                "tokenizer, its encoder model's session at one thread with the served run planning, and its decoder, "
+                "with no server, client or hand-over between them, texts one at a time and in groups of eight "
+                "requests; ms per text, tokenizer / encoder / decoder. Its ceiling, the cores times the faster "
+                "grouping's rate, bounds what any server can serve of this work on this machine; served: `ner` at "
+                "its best concurrency (perf_analyzer where it ran).", ""]
+        out += _table(["model", "one at a time", "groups of 8", "one core /s", "cores", "ceiling /s",
+                       "served best /s", "share of ceiling"], work_rows)
     out.append("")
 
     out += ["## Machine and versions", ""]

@@ -16,7 +16,7 @@ from export.run_cost import graph_run_cost
 from serving.server import REPO_ROOT
 
 from . import (alternating, baselines, fusion, gemm_ceiling, load, locust_run, machine, memory, models, perf_analyzer,
-               report, servers)
+               pipeline_work, report, servers)
 from .cli import SIZES
 from .texts import describe, msra_sentences
 
@@ -208,6 +208,11 @@ def run_size(size: str, settings: Settings, out: Path, log, gemm: dict) -> dict:
         log(f"accuracy of FP32 and the INT8 builds on {settings.accuracy_sentences} MSRA test sentences")
         result["accuracy"] = baselines.int8_accuracy(onnx, export_dir, msra_sentences(settings.accuracy_sentences))
         log(f"  {json.dumps({k: v['f1'] for k, v in result['accuracy']['scores'].items()})}")
+
+    log("the served pipeline's own work in process, one core (perf/pipeline_work.py)")
+    result["pipeline_work"] = pipeline_work.measure(repo, "ner", base_texts)
+    log(f"  {result['pipeline_work']['ms_per_text']} ms per text; ceiling on {result['pipeline_work']['cores']} cores "
+        f"{result['pipeline_work']['ceiling_texts_per_s']}/s")
 
     log(f"starting tritonserver on {repo}")
     with servers.triton(repo, out / "logs") as server:

@@ -13,7 +13,7 @@ import pytest
 from perf import gemm_ceiling
 from perf.cli import SIZES, main
 from perf.report import SECTIONS
-from perf.servers import encoder_stats
+from perf.servers import encoder_model, encoder_stats
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -126,6 +126,26 @@ def test_gemm_ceiling_and_each_models_share_of_it(smoke_run):
         for precision, label in (("int8", "INT8 (`ner`)"), ("fp32", "FP32 (`ner_fp32`)")):
             (row,) = [line for line in targets.splitlines() if line.startswith(f"| {size} | {label} |")]
             assert row.endswith(f" | {r['gemm_ceiling']['share'][precision]:.1%} |"), row
+
+
+def test_pipeline_work_ceiling_and_the_served_share_of_it(smoke_run):
+    results = json.loads((smoke_run / "results.json").read_text())
+    report = (smoke_run / "report.md").read_text()
+    section = report.split("\n## Pipeline work")[1].split("\n## ")[0]
+    for size, r in results["sizes"].items():
+        work = r["pipeline_work"]
+        # The model that runs the served encoder, as the server's statistics name it.
+        assert work["encoder_model"] == encoder_model(r["triton_sdk"]["ner"][0]["server_stats"], "int8"), size
+        for group, figures in work["ms_per_text"].items():
+            assert all(figures[phase] > 0 for phase in ("tokenizer", "encoder", "decoder")), (size, group)
+            assert figures["total"] == pytest.approx(figures["tokenizer"] + figures["encoder"] + figures["decoder"],
+                                                     abs=2e-3)
+        fastest = min(figures["total"] for figures in work["ms_per_text"].values())
+        assert work["ceiling_texts_per_s"] == pytest.approx(work["cores"] * 1000 / fastest, rel=1e-3)
+        served = max(p["throughput_per_s"] for p in r["perf_analyzer"]["runs"]
+                     if (p["model"], p["protocol"]) == ("ner", "grpc"))
+        (row,) = [line for line in section.splitlines() if line.startswith(f"| {size} |")]
+        assert row.endswith(f" | {served} | {served / work['ceiling_texts_per_s']:.1%} |"), row
 
 
 def test_plots_are_pngs(smoke_run):
