@@ -15,7 +15,7 @@ _WHERE = {
     "EncodedBatch": "windows",
     "InputRejected": "windows",
     "WindowConfig": "windows",
-    "decode_utf8": "windows",
+    "encode_request": "windows",
     "encode_texts": "windows",
     "load_tokenizer": "windows",
     "RunCost": "runs",

@@ -83,7 +83,7 @@ def load_tokenizer(tokenizer_json: str):
     return Tokenizer.from_file(tokenizer_json)
 
 
-def decode_utf8(raw: bytes | str, position: int) -> str:
+def _decode_utf8(raw: bytes | str, position: int) -> str:
     if isinstance(raw, str):
         return raw
     try:
@@ -118,6 +118,12 @@ def _word_spans_per_token(word_ids: list, offsets: list) -> np.ndarray:
         else:
             spans[first, 1] = end
     return spans
+
+
+def encode_request(tokenizer, raw: np.ndarray, cfg: WindowConfig) -> EncodedBatch:
+    """:func:`encode_texts` of a request's TEXT values (``raw``, UTF-8 bytes as sent); a value that is not UTF-8 raises
+    :class:`InputRejected` naming it."""
+    return encode_texts(tokenizer, [_decode_utf8(value, position) for position, value in enumerate(raw)], cfg)
 
 
 def encode_texts(tokenizer, texts: list[str], cfg: WindowConfig) -> EncodedBatch:

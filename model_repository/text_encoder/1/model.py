@@ -20,7 +20,7 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from ner_pipeline import InputRejected, WindowConfig, decode_utf8, encode_texts, load_tokenizer  # noqa: E402
+from ner_pipeline import InputRejected, WindowConfig, encode_request, load_tokenizer  # noqa: E402
 from ner_pipeline.session import EncoderSession  # noqa: E402
 from ner_pipeline.triton_config import model_config  # noqa: E402
 from ner_pipeline.windows import source_texts  # noqa: E402
@@ -40,9 +40,7 @@ class TritonPythonModel:
 
     def _encode(self, request):
         raw = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)
-        batch = encode_texts(self.tokenizer, [decode_utf8(value, position) for position, value in enumerate(raw)],
-                             self.window)
-        return raw, batch
+        return raw, encode_request(self.tokenizer, raw, self.window)
 
     def execute(self, requests):
         answers, encoded = [None] * len(requests), []

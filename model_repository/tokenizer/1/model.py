@@ -18,7 +18,7 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from ner_pipeline import InputRejected, WindowConfig, decode_utf8, encode_texts, load_tokenizer  # noqa: E402
+from ner_pipeline import InputRejected, WindowConfig, encode_request, load_tokenizer  # noqa: E402
 from ner_pipeline.triton_config import model_config  # noqa: E402
 from ner_pipeline.windows import source_texts  # noqa: E402
 
@@ -31,8 +31,7 @@ class TritonPythonModel:
 
     def _encode(self, request):
         raw = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)
-        texts = [decode_utf8(value, position) for position, value in enumerate(raw)]
-        batch = encode_texts(self.tokenizer, texts, self.config)
+        batch = encode_request(self.tokenizer, raw, self.config)
         return [
             pb_utils.Tensor("input_ids", batch.input_ids),
             pb_utils.Tensor("attention_mask", batch.attention_mask),
