@@ -145,7 +145,7 @@ def test_pipeline_work_ceiling_and_the_served_share_of_it(smoke_run):
         served = max(p["throughput_per_s"] for p in r["perf_analyzer"]["runs"]
                      if (p["model"], p["protocol"]) == ("ner", "grpc"))
         (row,) = [line for line in section.splitlines() if line.startswith(f"| {size} |")]
-        assert row.endswith(f" | {served} | {served / work['ceiling_texts_per_s']:.1%} |"), row
+        assert row.endswith(f" | {served:.2f} | {served / work['ceiling_texts_per_s']:.1%} |"), row
 
 
 def test_plots_are_pngs(smoke_run):
