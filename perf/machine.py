@@ -16,6 +16,11 @@ PACKAGES = ("onnxruntime", "onnx", "torch", "transformers", "tokenizers", "numpy
             "locust", "matplotlib", "ner-client")
 
 
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0))
+
+
 def cpu_info() -> dict:
     model, flags = "?", set()
     try:
@@ -30,7 +35,7 @@ def cpu_info() -> dict:
     return {
         "model": model,
         "logical_cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)),
+        "usable_cores": usable_cores(),
         "flags": {flag: flag in flags for flag in FLAGS_OF_INTEREST},
         "vnni": "avx512_vnni" in flags or "avx_vnni" in flags,
     }

@@ -12,9 +12,10 @@ this ceiling, not the GEMM-bound one, bounds what Triton can serve.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
+
+from .machine import usable_cores
 
 PHASES = ("tokenizer", "encoder", "decoder")
 GROUPS = (1, 8)
@@ -25,10 +26,6 @@ def _parameters(folder: Path) -> dict[str, str]:
 
     config = parse_config((folder / "config.pbtxt").read_text())
     return {key: value.string_value for key, value in config.parameters.items()}
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def measure(repository: Path, ensemble: str, texts: list[str], warmup: int = 8) -> dict:
@@ -64,8 +61,8 @@ def measure(repository: Path, ensemble: str, texts: list[str], warmup: int = 8) 
         per_group[size] = {phase: round(1000 * total / len(texts), 3) for phase, total in zip(PHASES, totals)}
         per_group[size]["total"] = round(sum(per_group[size][phase] for phase in PHASES), 3)
     best = min(GROUPS, key=lambda size: per_group[size]["total"])
-    one_core = 1000 / per_group[best]["total"]
+    one_core, cores = 1000 / per_group[best]["total"], usable_cores()
     return {"ensemble": ensemble, "encoder_model": encoder_folder.name, "texts": len(texts),
             "ms_per_text": {str(size): figures for size, figures in per_group.items()}, "best_group": best,
-            "one_core_texts_per_s": round(one_core, 2), "cores": cores(),
-            "ceiling_texts_per_s": round(cores() * one_core, 2)}
+            "one_core_texts_per_s": round(one_core, 2), "cores": cores,
+            "ceiling_texts_per_s": round(cores * one_core, 2)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .memory import mb
+from .pipeline_work import GROUPS, PHASES
 from .servers import encoder_stats
 
 SECTIONS = [
@@ -214,8 +215,7 @@ def _work_rows(results: dict) -> list[list]:
         work = r.get("pipeline_work")
         if not work:
             continue
-        phases = [" / ".join(f"{work['ms_per_text'][group][phase]:.2f}" for phase in ("tokenizer", "encoder", "decoder"))
-                  for group in ("1", "8")]
+        phases = [" / ".join(f"{work['ms_per_text'][str(group)][phase]:.2f}" for phase in PHASES) for group in GROUPS]
         served = best_point(server_points(r, "ner")[0])["throughput_per_s"]
         rows.append([size, *phases, work["one_core_texts_per_s"], work["cores"], work["ceiling_texts_per_s"], served,
                      f"{served / work['ceiling_texts_per_s']:.1%}"])
