@@ -45,3 +45,12 @@ def test_probability_space_matches_log_space_with_hard_constraints():
     emissions = rng.normal(size=(n, c)) * 20
     assert np.abs(marginals(emissions, crf) - _marginals_log_space(emissions, crf)).max() < 1e-9
     assert np.allclose(marginals(emissions, crf).sum(axis=1), 1.0)
+
+
+def test_viterbi_and_marginals_take_float32_emissions_and_empty_windows():
+    rng = np.random.default_rng(1)
+    crf = CrfParameters(rng.normal(size=(4, 4)), rng.normal(size=4), rng.normal(size=4))
+    emissions = rng.normal(size=(6, 4)).astype(np.float32)
+    assert tuple(viterbi(emissions, crf)) == brute_force(emissions.astype(np.float64), crf)[0]
+    assert viterbi(np.zeros((0, 4), np.float32), crf).shape == (0,)
+    assert marginals(np.zeros((0, 4), np.float32), crf).shape == (0, 4)
