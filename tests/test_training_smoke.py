@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -574,6 +575,16 @@ def test_distillation_follows_the_teacher_and_caches_its_emissions(trained, smal
     assert "teacher's emissions from" in capsys.readouterr().out and len(list(cache.glob("*.npz"))) == 1
     logs = [json.loads((tmp_path / d / "training_log.json").read_text()) for d in ("student", "again")]
     assert logs[0]["losses"] == logs[1]["losses"] and logs[0]["evals"][-1]["dev_f1"] == logs[1]["evals"][-1]["dev_f1"]
+
+    # The same teacher with a model card and another training log scores the same: the cache still answers.
+    carded = tmp_path / "carded-teacher"
+    shutil.copytree(trained, carded)
+    (carded / "README.md").write_text("# Model card\n")
+    (carded / "training_log.json").write_text("{}")
+    from_card = [str(carded) if a == str(trained) else str(tmp_path / "from-card") if a == str(tmp_path / "again")
+                 else a for a in again]
+    assert main(from_card) == 0
+    assert "teacher's emissions from" in capsys.readouterr().out and len(list(cache.glob("*.npz"))) == 1
 
 
 def test_distillation_refuses_a_teacher_of_other_labels(trained, small_data_dir, tmp_path):

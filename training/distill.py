@@ -53,9 +53,14 @@ DISTILL_SETTINGS = SettingGroup("NER_TRAIN_", (
 ), "distillation")
 
 
+# A teacher's files that do not shape its emissions: a card or log edit must not send it through the corpus again.
+_NOT_SCORING = ("training_state.pt", "training_log.json", "*.md")
+
+
 def _teacher_digest(directory: Path) -> str:
     digest = hashlib.sha256()
-    for path in sorted(p for p in Path(directory).rglob("*") if p.is_file() and p.name != "training_state.pt"):
+    for path in sorted(p for p in Path(directory).rglob("*")
+                       if p.is_file() and not any(p.match(pattern) for pattern in _NOT_SCORING)):
         digest.update(str(path.relative_to(directory)).encode() + b"\0")
         with path.open("rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
