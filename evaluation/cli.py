@@ -13,6 +13,9 @@ them exactly.
 ``python -m evaluation.robustness`` scores MSRA dev (or test) clean and perturbed (emoji, rare characters, Latin
 pieces, width variants, spaces and line breaks, joined sentences, Traditional characters) and the hand-written
 social-media fixture, through the served ensembles and in process (docs/robustness.md).
+
+``python -m evaluation.other_sources`` scores text of another source (Resume NER dev) on the types it shares with
+MSRA, beside Baidu LAC's untrained tagger (docs/robustness.md).
 """
 
 from __future__ import annotations
@@ -97,6 +100,22 @@ ROBUSTNESS_SETTINGS = SettingGroup("NER_EVAL_", (
 ), "robustness")
 
 
+OTHER_SOURCES_SETTINGS = SettingGroup("NER_EVAL_", (
+    Setting("file", None, "Resume NER file (char, space, BMES tag per line)", type=Path,
+            shown="resume/dev.char.bmes of --data-dir"),
+    DATA_DIR,
+    TRITON_URL,
+    TRITON_PROTOCOL,
+    Setting("models", ("ner", "ner_fp32"), "ensembles to score (empty: none, in process and LAC only)",
+            type=word_list),
+    Setting("limit", 0, "use only the first N sentences (0: all)", type=non_negative_int),
+    BATCH_SIZE,
+    IN_PROCESS,
+    Setting("output", Path("build/evaluation/other_sources.json"), "JSON report", type=Path,
+            env="NER_EVAL_OTHER_SOURCES_OUTPUT"),
+), "other sources")
+
+
 def bio_file(args) -> Path:
     from ner_model.data import msra_file
 
@@ -151,5 +170,29 @@ def robustness_main(argv=None) -> int:
               "fixture": str(args.fixture) if fixture else None, **report}
     write_report(report, args.output)
     print_report(report)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def other_sources_main(argv=None) -> int:
+    from ner_client import NerError
+
+    from .other_sources import RESUME_DEV, evaluate, read_bmes, table
+    from .served import write_report
+
+    args = OTHER_SOURCES_SETTINGS.parse(argv, prog="python -m evaluation.other_sources", description=__doc__)
+    path = args.file or Path(args.data_dir) / RESUME_DEV
+    sentences = read_bmes(path)[: args.limit or None]
+    try:
+        scores = evaluate(sentences, args.models, url=args.url, protocol=args.protocol, batch_size=args.batch_size,
+                          in_process=args.in_process)
+    except NerError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    report = {"source": str(path), "sentences": len(sentences),
+              "gold_entities": sum(len(gold) for _, gold, _ in sentences), "scores": scores}
+    write_report(report, args.output)
+    print(f"{path}: {len(sentences)} sentences, {report['gold_entities']} entities of the shared types\n")
+    print(table(scores))
     print(f"wrote {args.output}")
     return 0

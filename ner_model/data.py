@@ -18,7 +18,7 @@ VOCAB_NAME = "bert-base-chinese-vocab.txt"
 # The last sentences of MSRA train form the dev split; what comes before them is the training text proper.
 DEV_SENTENCES = 3000
 
-DATA_DIR = Setting("data_dir", DEFAULT_DATA_DIR, "folder holding msra/{train,test}.bio and vocab/", type=Path,
+DATA_DIR = Setting("data_dir", DEFAULT_DATA_DIR, "folder holding msra/{train,test}.bio, resume/ and vocab/", type=Path,
                    env="NER_DATA_DIR", shown="../shared/data beside the repository")
 # For code without a command line of its own (tests, benchmarks, the synthetic model): the one setting, read through
 # the settings layer like any command's.
