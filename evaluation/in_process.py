@@ -4,6 +4,7 @@ ONNX file and the same decoder code (``ner_pipeline``), without Triton. What the
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -45,3 +46,11 @@ class InProcessPipeline:
                                                    "attention_mask": batch.attention_mask})[0]
             results.extend(self.decoder.decode_batch(logits, batch.word_spans, batch.text_index, [text]))
         return results
+
+
+def fp32_entities(repository: Path, texts: list[str]) -> list[list[dict]]:
+    """Entities per text from the repository's FP32 pipeline in process, one text at a time, with a progress bar."""
+    from tqdm import tqdm
+
+    pipeline = InProcessPipeline(repository, "fp32")
+    return [pipeline([t])[0] for t in tqdm(texts, desc="in-process FP32", unit="text", file=sys.stderr)]

@@ -85,9 +85,9 @@ def evaluate(sentences, models=(), url: str | None = None, protocol: str | None 
     runs.update({model: (lambda model=model: served_entities(url, protocol, model, texts, batch_size))
                  for model in models})
     if in_process:
-        from .robustness import _in_process
+        from .in_process import fp32_entities
 
-        runs["in_process_fp32"] = lambda: _in_process(in_process, texts)
+        runs["in_process_fp32"] = lambda: fp32_entities(in_process, texts)
     return {name: score_predictions(sentences, run()) for name, run in runs.items()}
 
 

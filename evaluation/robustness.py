@@ -107,20 +107,13 @@ def benchmark(sentences, fixture, models: Sequence[str], url: str | None = None,
               "models": {}}
     runs = {model: (lambda model=model: served_entities(url, protocol, model, texts, batch_size)) for model in models}
     if in_process:
-        runs["in_process_fp32"] = lambda: _in_process(in_process, texts)
+        from .in_process import fp32_entities
+
+        runs["in_process_fp32"] = lambda: fp32_entities(in_process, texts)
     for name, run in runs.items():
         predicted = _split(run(), rows)
         report["models"][name] = {row: score_row(rows[row], predicted[row]) for row in rows}
     return report
-
-
-def _in_process(repository: Path, texts: list[str]) -> list[list[dict]]:
-    from tqdm import tqdm
-
-    from .in_process import InProcessPipeline
-
-    pipeline = InProcessPipeline(repository, "fp32")
-    return [pipeline([t])[0] for t in tqdm(texts, desc="in-process FP32", unit="text", file=sys.stderr)]
 
 
 def table(rows: dict[str, dict], info: dict[str, dict]) -> str:
