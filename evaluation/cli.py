@@ -122,22 +122,31 @@ def bio_file(args) -> Path:
     return args.file or msra_file("test", args.data_dir)
 
 
-def main(argv=None) -> int:
+def _reported(output: Path, build, show) -> int:
+    """A scoring command's end: ``build()`` makes the report (a server that cannot answer ends the command with 3), it
+    is written to ``output`` as JSON and shown by ``show``."""
     from ner_client import NerError
 
-    from .served import evaluate, print_report, write_report
+    from .served import write_report
 
-    args = SETTINGS.parse(argv, prog="python -m evaluation", description=__doc__)
     try:
-        report = evaluate(bio_file(args), args.models, url=args.url, protocol=args.protocol, limit=args.limit,
-                          offset=args.offset, batch_size=args.batch_size, in_process=args.in_process)
+        report = build()
     except NerError as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
-    write_report(report, args.output)
-    print_report(report)
-    print(f"wrote {args.output}")
+    write_report(report, output)
+    show(report)
+    print(f"wrote {output}")
     return 0
+
+
+def main(argv=None) -> int:
+    from .served import evaluate, print_report
+
+    args = SETTINGS.parse(argv, prog="python -m evaluation", description=__doc__)
+    return _reported(args.output, lambda: evaluate(
+        bio_file(args), args.models, url=args.url, protocol=args.protocol, limit=args.limit, offset=args.offset,
+        batch_size=args.batch_size, in_process=args.in_process), print_report)
 
 
 def precision_check_main(argv=None) -> int:
@@ -151,48 +160,25 @@ def precision_check_main(argv=None) -> int:
 
 
 def robustness_main(argv=None) -> int:
-    from ner_client import NerError
-
     from .robustness import benchmark, load_fixture, load_sentences, print_report
-    from .served import write_report
 
     args = ROBUSTNESS_SETTINGS.parse(argv, prog="python -m evaluation.robustness", description=__doc__)
     source, sentences = load_sentences(args.split, args.data_dir, args.dev_size, args.file, args.limit)
     fixture = load_fixture(args.fixture) if args.fixture and str(args.fixture) not in ("", ".") else []
-    try:
-        report = benchmark(sentences, fixture, args.models, url=args.url, protocol=args.protocol,
-                           batch_size=args.batch_size, in_process=args.in_process, kinds=args.kinds,
-                           rates=args.rates, seed=args.seed, join_size=args.join_size)
-    except NerError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
-    report = {"split": None if args.file else args.split, "source": source,
-              "fixture": str(args.fixture) if fixture else None, **report}
-    write_report(report, args.output)
-    print_report(report)
-    print(f"wrote {args.output}")
-    return 0
+    return _reported(args.output, lambda: {
+        "split": None if args.file else args.split, "source": source, "fixture": str(args.fixture) if fixture else None,
+        **benchmark(sentences, fixture, args.models, url=args.url, protocol=args.protocol, batch_size=args.batch_size,
+                    in_process=args.in_process, kinds=args.kinds, rates=args.rates, seed=args.seed,
+                    join_size=args.join_size)}, print_report)
 
 
 def other_sources_main(argv=None) -> int:
-    from ner_client import NerError
-
-    from .other_sources import RESUME_DEV, evaluate, read_bmes, table
-    from .served import write_report
+    from .other_sources import RESUME_DEV, evaluate, print_report, read_bmes
 
     args = OTHER_SOURCES_SETTINGS.parse(argv, prog="python -m evaluation.other_sources", description=__doc__)
     path = args.file or Path(args.data_dir) / RESUME_DEV
     sentences = read_bmes(path)[: args.limit or None]
-    try:
-        scores = evaluate(sentences, args.models, url=args.url, protocol=args.protocol, batch_size=args.batch_size,
-                          in_process=args.in_process)
-    except NerError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
-    report = {"source": str(path), "sentences": len(sentences),
-              "gold_entities": sum(len(gold) for _, gold, _ in sentences), "scores": scores}
-    write_report(report, args.output)
-    print(f"{path}: {len(sentences)} sentences, {report['gold_entities']} entities of the shared types\n")
-    print(table(scores))
-    print(f"wrote {args.output}")
-    return 0
+    return _reported(args.output, lambda: {
+        "source": str(path), "sentences": len(sentences), "gold_entities": sum(len(gold) for _, gold, _ in sentences),
+        "scores": evaluate(sentences, args.models, url=args.url, protocol=args.protocol, batch_size=args.batch_size,
+                           in_process=args.in_process)}, print_report)

@@ -91,6 +91,11 @@ def evaluate(sentences, models=(), url: str | None = None, protocol: str | None 
     return {name: score_predictions(sentences, run()) for name, run in runs.items()}
 
 
+def print_report(report: dict) -> None:
+    print(f"{report['source']}: {report['sentences']} sentences, {report['gold_entities']} entities of the shared "
+          f"types\n\n{table(report['scores'])}")
+
+
 def table(scores: dict[str, dict]) -> str:
     types = sorted({t for s in scores.values() for t in s["per_type"]})
     lines = [f"{'tagger':<18}{'P':>8}{'R':>8}{'F1':>8}" + "".join(f"{t:>8}" for t in types)]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import pytest
 
+from commands import run_scoring_command
 from ner_model.data import REPO_ROOT
 from texts import AWKWARD_TEXTS, expected_entities
 from ner_model.scoring import tags_from_spans
@@ -30,13 +30,7 @@ def test_evaluation_command_scores_served_models_and_matches_in_process(served, 
     texts += ["王小明和李四在长江边", "没有实体的句子"]
     bio = tmp_path / "sample.bio"
     write_bio(bio, texts)
-    output = tmp_path / "report.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "evaluation", "--file", str(bio), "--url", served.grpc_url,
-         "--in-process", str(served.repository), "--output", str(output)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    report = json.loads(output.read_text())
+    result, report = run_scoring_command("evaluation", served, bio, tmp_path / "report.json", timeout=300)
     n_gold = sum(len(expected_entities(t)) for t in texts)
     assert report["gold_entities"] == n_gold and report["sentences"] == len(texts)
     for model in ("ner", "ner_fp32"):

@@ -3,14 +3,10 @@ rule for the types MSRA lacks, LAC's offsets, and the command end to end against
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 
 from evaluation.other_sources import lac_entities, read_bmes, score_predictions
-from ner_model.data import REPO_ROOT
+from commands import run_scoring_command
 from texts import expected_entities
 
 unit = pytest.mark.unit
@@ -72,13 +68,7 @@ def test_the_command_scores_the_served_model_in_process_and_lac(served, tmp_path
     sentences[1] = (texts[1], [("NAME", 0, 2), ("CONT", 4, 6), ("ORG", 7, 11)])
     path = tmp_path / "dev.char.bmes"
     write_bmes(path, sentences)
-    output = tmp_path / "other_sources.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "evaluation.other_sources", "--file", str(path), "--url", served.grpc_url,
-         "--in-process", str(served.repository), "--output", str(output)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
-    report = json.loads(output.read_text())
+    result, report = run_scoring_command("evaluation.other_sources", served, path, tmp_path / "other_sources.json")
     assert report["sentences"] == 5 and set(report["scores"]) == {"lac_untrained", "ner", "ner_fp32",
                                                                   "in_process_fp32"}
     assert report["gold_entities"] == sum(len(expected_entities(t)) for t in texts) - 1

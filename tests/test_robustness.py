@@ -3,17 +3,13 @@ a served model."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 
 from evaluation import perturb as P
 from evaluation.cli import FIXTURE, ROBUSTNESS_KINDS
 from evaluation.robustness import build_rows, load_fixture, load_sentences, score_row
-from ner_model.data import REPO_ROOT
 from ner_model.scoring import tags_from_spans
+from commands import run_scoring_command
 from texts import expected_entities
 
 # Each test names its lane: a module-wide marker would also select the server test under -m unit.
@@ -91,13 +87,8 @@ def test_the_command_scores_every_row_and_its_clean_row_is_the_evaluation_figure
              "微软公司和Microsoft是一家", "李四在上海，张三在北京。"]
     bio = tmp_path / "sample.bio"
     write_bio(bio, [(t, expected_entities(t)) for t in texts])
-    output = tmp_path / "robustness.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "evaluation.robustness", "--file", str(bio), "--url", served.grpc_url,
-         "--in-process", str(served.repository), "--limit", "6", "--seed", "5", "--output", str(output)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
-    report = json.loads(output.read_text())
+    result, report = run_scoring_command("evaluation.robustness", served, bio, tmp_path / "robustness.json",
+                                         "--limit", "6", "--seed", "5")
     assert report["sentences"] == 6 and report["seed"] == 5 and report["rates"] == [0.05, 0.2]
     rows = ["clean"] + [f"{k} {r}%" for k in ROBUSTNESS_KINDS[:5] for r in (5, 20)] + \
         ["joined", "joined 5%", "joined 20%", "traditional", "fixture"]
