@@ -14,6 +14,10 @@ pre-tokenizer, not only in ``tokenizer_config.json``:
   (``modelscope/preprocessors/nlp/token_classification_preprocessor.py``). The served tokenizer does the same: every
   character is a word and whitespace is a word that encodes to ``[UNK]``. Control characters and combining marks
   that the BERT normalizer removes get no position (ModelScope gives them an ``[UNK]``).
+- ``whitespace_token`` (``tokenizer_config.json``, a token of ``vocab.txt``): every whitespace character (Unicode
+  White_Space: spaces, tabs, line breaks, U+3000, NBSP) becomes that token, one word per character at its own
+  offset, so the model sees where text was broken. Without it BERT's normalizer gives whitespace no position and
+  ``张三 李四`` reads as ``张三李四``.
 - Checkpoints with only ``tokenizer.json`` load it through ``AutoTokenizer``.
 
 The serving pipeline writes ``[CLS]`` = 101, ``[SEP]`` = 102 and ``[PAD]`` = 0 itself (``ner_pipeline/windows.py``),
@@ -80,6 +84,19 @@ def _every_character_a_word(tokenizer, options: dict) -> None:
     backend.pre_tokenizer = pre_tokenizers.Split(Regex("(?m)."), behavior="isolated")  # (?m): "." matches "\n"
 
 
+def _whitespace_as(tokenizer, token: str) -> None:
+    """Every whitespace character becomes ``token``, a word of its own at that character's offset."""
+    from tokenizers import AddedToken, Regex, normalizers
+
+    if token not in tokenizer.get_vocab():
+        raise CheckpointError(f"whitespace_token {token!r} is not a token of the vocabulary")
+    backend = tokenizer.backend_tokenizer
+    # One replacement per character, not per run: a replaced run maps back to its last character only.
+    backend.normalizer = normalizers.Sequence([normalizers.Replace(Regex(r"\s"), token), backend.normalizer])
+    # normalized=True: matched after the replacement, so the token stays whole instead of WordPiece's "[", "unused1"...
+    tokenizer.add_tokens([AddedToken(token, normalized=True, single_word=False, lstrip=False, rstrip=False)])
+
+
 def load_tokenizer(directory: Path, vocab_rows: int | None = None):
     """The fast tokenizer and the options it was built with; ``vocab_rows``: the model's embedding rows."""
     directory = Path(directory)
@@ -104,6 +121,9 @@ def load_tokenizer(directory: Path, vocab_rows: int | None = None):
                                   **_special_tokens(directory, tokenizer_config))
         if options["split_into_words"]:
             _every_character_a_word(tokenizer, options)
+        options["whitespace_token"] = tokenizer_config.get("whitespace_token")
+        if options["whitespace_token"]:
+            _whitespace_as(tokenizer, options["whitespace_token"])
     elif (directory / "tokenizer.json").exists() or (vocab.exists() and tokenizer_class):
         from transformers import AutoTokenizer
 

@@ -17,6 +17,8 @@ DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 VOCAB_NAME = "bert-base-chinese-vocab.txt"
 # The last sentences of MSRA train form the dev split; what comes before them is the training text proper.
 DEV_SENTENCES = 3000
+# What every whitespace character becomes for the model (export/tokenizer_files.py): an unused row of the vocabulary.
+WHITESPACE_TOKEN = "[unused1]"
 
 DATA_DIR = Setting("data_dir", DEFAULT_DATA_DIR, "folder holding msra/{train,test}.bio, resume/ and vocab/", type=Path,
                    env="NER_DATA_DIR", shown="../shared/data beside the repository")
@@ -59,6 +61,7 @@ def write_tokenizer_files(directory, vocab) -> None:
         "strip_accents": None,
         "model_max_length": 512,
         "clean_up_tokenization_spaces": False,
+        "whitespace_token": WHITESPACE_TOKEN,
         **specials,
     }
     (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
