@@ -21,7 +21,7 @@ from dataclasses import replace
 import pytest
 
 from export.checkpoint import CheckpointError, load_checkpoint
-from export.labels import check_labels
+from export.labels import check_labels, read_json
 from export.model_hash import RUNTIME_PARAMETERS, model_hash, written_hash
 from export.repository import ENSEMBLES, REPO_ROOT, TEMPLATES, RepositoryConfig, write_repository
 from ner_pipeline.windows import WindowConfig
@@ -270,3 +270,37 @@ def test_every_parameter_left_out_of_the_hash_is_one_a_template_writes():
     assert RUNTIME_PARAMETERS <= written, RUNTIME_PARAMETERS - written
     assert "model_hash" in written and not RUNTIME_PARAMETERS & {"labels", "scheme", "crf", "window_tokens",
                                                                   "overlap_tokens", "max_text_chars", "precision"}
+
+
+# ------------------------------------------------------------------------------------------- whitespace
+@pytest.mark.server
+def test_whitespace_reaches_the_model_as_the_checkpoints_whitespace_token(served):
+    """Every served tokenizer gives each whitespace character a word of its own, the checkpoint's token, at its own
+    offset: a space or line break between two names is something the model can see."""
+    from ner_model.data import WHITESPACE_TOKEN
+    from ner_pipeline import load_tokenizer
+
+    assert read_json(served.checkpoint.directory / "tokenizer_config.json")["whitespace_token"] == WHITESPACE_TOKEN
+    text = "张三 李四\n王五\u3000赵六\t\u00a0。 "
+    spaces = [i for i, c in enumerate(text) if c.isspace()]
+    files = sorted(served.repository.rglob("tokenizer.json"))
+    assert files
+    for path in files:
+        encoding = load_tokenizer(str(path)).encode(text, add_special_tokens=False)
+        assert len(set(encoding.word_ids)) == len(text), path
+        at = {start: token for token, (start, _) in zip(encoding.tokens, encoding.offsets)}
+        assert [i for i, token in at.items() if token == WHITESPACE_TOKEN] == spaces, path
+        assert [text[i] for i, token in at.items() if token != WHITESPACE_TOKEN] == [c for c in text
+                                                                                     if not c.isspace()], path
+
+
+@pytest.mark.unit
+def test_a_whitespace_token_outside_the_vocabulary_is_refused(tmp_path):
+    from export.tokenizer_files import load_tokenizer
+    from ner_model.data import vocab_file, write_tokenizer_files
+
+    write_tokenizer_files(tmp_path, vocab_file())
+    config = read_json(tmp_path / "tokenizer_config.json")
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({**config, "whitespace_token": "[SPACE]"}))
+    with pytest.raises(CheckpointError, match=r"whitespace_token '\[SPACE\]' is not a token of the vocabulary"):
+        load_tokenizer(tmp_path)
