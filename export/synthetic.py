@@ -30,7 +30,7 @@ LEXICON = {
 _FILLER_CHARS = "我们他她的是了在有和这个为来到说年时就要也会对于把被让从向往去还又很都可以工作生活学习今天昨日明中国人民大小多少" \
     "好坏新旧高低长短东西南北方面问题发展经济社会文化历史研究报道记者表示认为已经开始进行"
 _AWKWARD = ["😀", "👨\u200d👩", "Ｆｕｌｌ", "ＡＢＣ", "e\u0301", "\u200b", " ", "\t", "\n", "123", "2024年", "abc", "，",
-            "。", "！", "𠀀", "\u0000", "\u0007", "©", "Hello", "x"]
+            "。", "！", "𠀀", "\u0000", "\u0007", "©", "Hello", "x", "\u3000", "\u00a0", "   ", "\n\n\n"]
 _LEXICON_CHARS = set("".join(w for words in LEXICON.values() for w in words))
 FILLER = [c for c in _FILLER_CHARS if c not in _LEXICON_CHARS] + _AWKWARD
 
@@ -102,11 +102,13 @@ def build(output: Path, scheme: str = "BIO", crf: bool = True, steps: int = 300,
     import torch
     from safetensors.torch import save_file
     from tqdm import tqdm
-    from transformers import AutoTokenizer, BertConfig, BertForTokenClassification
+    from transformers import BertConfig, BertForTokenClassification
+
+    from .tokenizer_files import load_tokenizer
 
     output.mkdir(parents=True, exist_ok=True)
     write_tokenizer_files(output, vocab or vocab_file())
-    tokenizer = AutoTokenizer.from_pretrained(output).backend_tokenizer
+    tokenizer = load_tokenizer(output)[0].backend_tokenizer  # as the exporter will build it
     labels = labels_for(scheme)
     label_id = {label: i for i, label in enumerate(labels)}
 
