@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from export.pipeline import export_checkpoint
+from ner_client import NerClient
 from ner_model.data import REPO_ROOT
 from export.repository import RepositoryConfig
 from serving.server import ServerConfig, TritonServer, free_port
@@ -70,3 +71,16 @@ def test_default_model_noisy_slice_f1_is_within_half_a_point_of_its_card(served_
         for row, scores in rows.items():
             floor = 100 * card["models"][model][row]["overall"]["f1"] - 0.5
             assert 100 * scores["overall"]["f1"] >= floor, (model, row)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("张三 李四都来了。", [("PER", "张三"), ("PER", "李四")]),
+    ("马云\n阿里巴巴集团", [("PER", "马云"), ("ORG", "阿里巴巴集团")]),
+    ("会议在北京\n上海代表团出席。", [("LOC", "北京"), ("ORG", "上海代表团")]),
+])
+def test_whitespace_separates_entities_for_the_default_model(served_default, text, expected):
+    """The default model sees whitespace (its whitespace_token): a space or line break ends an entity."""
+    server, _ = served_default
+    for protocol, url in (("http", server.http_url), ("grpc", server.grpc_url)):
+        with NerClient(url, protocol) as ner:
+            assert [(e.type, e.span) for e in ner.extract(text)] == expected, protocol
