@@ -26,7 +26,9 @@ CACHE = REPO_ROOT / "build" / "test-cache"
 
 def tiny_checkpoint(scheme: str, crf: bool) -> Path:
     """Trains the tiny model once per version of its recipe; later sessions reuse it."""
-    recipe = (REPO_ROOT / "export" / "synthetic.py").read_bytes() + f"{scheme}{crf}".encode()
+    # the tokenizer it trains through is part of the recipe
+    sources = ("export/synthetic.py", "export/tokenizer_files.py", "ner_model/data.py")
+    recipe = b"".join((REPO_ROOT / source).read_bytes() for source in sources) + f"{scheme}{crf}".encode()
     path = CACHE / f"tiny-{scheme.lower()}-{'crf' if crf else 'argmax'}-{hashlib.sha256(recipe).hexdigest()[:12]}"
     if not (path / "config.json").exists():
         partial = path.with_suffix(f".partial-{os.getpid()}")  # another session may be building it too
