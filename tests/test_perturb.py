@@ -5,6 +5,7 @@ gaps that get a piece, and the same seed gives the same corpus."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
@@ -101,6 +102,22 @@ def test_rare_pieces_are_mostly_cjk_extension_b():
     rng = random.Random(0)
     chars = "".join(P.rare_piece(rng) for _ in range(500))
     assert sum(0x20000 <= ord(c) <= 0x2A6DF for c in chars) > 0.4 * len(chars)
+
+
+def test_rare_pieces_are_unknown_to_the_default_models_tokenizer():
+    """Every character a rare piece can hold reaches the model as [UNK], after the tokenizer's normalization."""
+    from export.tokenizer_files import load_tokenizer
+
+    tokenizer, _ = load_tokenizer(Path(__file__).resolve().parents[1] / "models" / "default")
+    backend = tokenizer.backend_tokenizer
+    unknown = backend.token_to_id("[UNK]")
+    chars = [chr(c) for (first, last), _ in P._RARE_BLOCKS for c in range(first, last + 1)
+             if chr(c) not in P._IN_VOCABULARY]
+    known = [c for c, encoding in zip(chars, backend.encode_batch(chars, add_special_tokens=False))
+             if encoding.ids != [unknown]]
+    assert len(chars) > 60_000 and not known, [f"U+{ord(c):04X}" for c in known[:10]]
+    rng = random.Random(0)
+    assert not set("".join(P.rare_piece(rng) for _ in range(5000))) & P._IN_VOCABULARY
 
 
 def test_joined_texts_keep_every_entity_and_their_seams():
