@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from export.checkpoint import Checkpoint, load_checkpoint
+from export.checkpoint import Checkpoint, load_checkpoint, load_tokenizer as load_checkpoint_tokenizer
 from export.pipeline import export_checkpoint
 from export.repository import RepositoryConfig
 from export.synthetic import build
@@ -22,6 +22,12 @@ from serving.server import REPO_ROOT, ServerConfig, TritonServer, free_port
 pytest_plugins = ["lanes"]  # test lanes and --update-golden
 
 CACHE = REPO_ROOT / "build" / "test-cache"
+
+
+@pytest.fixture(scope="session")
+def default_tokenizer():
+    """The fast tokenizer of models/default, as the exporter builds it."""
+    return load_checkpoint_tokenizer(REPO_ROOT / "models" / "default")
 
 
 def tiny_checkpoint(scheme: str, crf: bool) -> Path:

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from ner_pipeline.crf import CrfParameters, viterbi
-from export.checkpoint import load_tokenizer
 from ner_model.architecture import LacBiGruCrf
 from ner_model.data import write_tokenizer_files
 from ner_model.ensemble import LacBiGruCrfEnsemble, load_tagger
@@ -23,11 +22,6 @@ pytestmark = pytest.mark.unit
 
 WORDS = ["张三", "北京", "北京大学", "访问"]
 TEXTS = ["张三访问北京大学", "北京", "中华人民共和国国务院新闻办公室今天举行新闻发布会。"]
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return load_tokenizer(Path(__file__).resolve().parent.parent / "models" / "default")
 
 
 def _member(seed: int, tables, buckets: int = 256) -> LacBiGruCrf:
@@ -47,8 +41,8 @@ def _member(seed: int, tables, buckets: int = 256) -> LacBiGruCrf:
 
 
 @pytest.fixture(scope="module")
-def tables(tokenizer):
-    ids = tokenizer(WORDS, add_special_tokens=False)["input_ids"]
+def tables(default_tokenizer):
+    ids = default_tokenizer(WORDS, add_special_tokens=False)["input_ids"]
     return build_tables([(i, 1 << (k % 4)) for k, i in enumerate(ids)], 256)
 
 
@@ -57,8 +51,8 @@ def members(tables):
     return [_member(1, tables), _member(2, tables)]
 
 
-def _batch(tokenizer, texts):
-    enc = tokenizer(texts, padding=True, return_tensors="np")
+def _batch(default_tokenizer, texts):
+    enc = default_tokenizer(texts, padding=True, return_tensors="np")
     return enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
 
 
@@ -74,9 +68,9 @@ def _path_score(emissions, crf: CrfParameters, path) -> float:
     return float(score)
 
 
-def test_emissions_are_the_members_mean_and_viterbi_finds_the_best_mean_path(members, tokenizer):
+def test_emissions_are_the_members_mean_and_viterbi_finds_the_best_mean_path(members, default_tokenizer):
     ensemble = LacBiGruCrfEnsemble.from_members(members)
-    ids, mask = (torch.from_numpy(a) for a in _batch(tokenizer, TEXTS))
+    ids, mask = (torch.from_numpy(a) for a in _batch(default_tokenizer, TEXTS))
     with torch.no_grad():
         got = ensemble(ids, mask)
         each = [m(ids, mask) for m in members]
@@ -96,7 +90,7 @@ def test_emissions_are_the_members_mean_and_viterbi_finds_the_best_mean_path(mem
         np.mean([_path_score(e, c, path) for e, c in zip(member_em, member_crfs)]), abs=1e-5)
 
 
-def test_checkpoint_stores_one_lexicon_and_exports(members, tokenizer, tmp_path):
+def test_checkpoint_stores_one_lexicon_and_exports(members, default_tokenizer, tmp_path):
     from safetensors.numpy import load_file
 
     from export.checkpoint import load_checkpoint
@@ -116,7 +110,7 @@ def test_checkpoint_stores_one_lexicon_and_exports(members, tokenizer, tmp_path)
     np.testing.assert_allclose(loaded.crf.transitions, _crf(ensemble).transitions, atol=1e-6)
     assert load_tagger(tmp_path / "ckpt").config["members"][1]["lexicon_buckets"] == 256
 
-    ids, mask = _batch(tokenizer, TEXTS)
+    ids, mask = _batch(default_tokenizer, TEXTS)
     with torch.no_grad():
         ref = ensemble(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
     np.testing.assert_allclose(loaded.model(torch.from_numpy(ids), torch.from_numpy(mask)).detach().numpy(), ref,
@@ -128,8 +122,8 @@ def test_checkpoint_stores_one_lexicon_and_exports(members, tokenizer, tmp_path)
     assert np.abs(run_onnx(onnx_session(int8), ids, mask) - ref).max() < 0.5
 
 
-def test_members_with_different_lexicon_tables_are_refused(members, tokenizer):
-    other_ids = tokenizer(["上海", "新华社"], add_special_tokens=False)["input_ids"]
+def test_members_with_different_lexicon_tables_are_refused(members, default_tokenizer):
+    other_ids = default_tokenizer(["上海", "新华社"], add_special_tokens=False)["input_ids"]
     stranger = _member(3, build_tables([(i, 2) for i in other_ids], 256))
     with pytest.raises(ValueError, match="different lexicon tables"):
         LacBiGruCrfEnsemble.from_members([members[0], stranger])

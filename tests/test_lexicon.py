@@ -4,13 +4,11 @@ inside the graph by ``ner_model.lexicon.LexiconMatcher``, the same in torch and 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from export.checkpoint import load_tokenizer
 from ner_model.architecture import LacBiGruCrf
 from ner_model.lexicon import LEXICON_TYPES, LexiconMatcher
 from training.lexicon import build_tables, read_dictionary, word_ids
@@ -22,11 +20,6 @@ DICTIONARY = "\n".join([
 ]) + "\n"
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    return load_tokenizer(Path(__file__).resolve().parent.parent / "models" / "default")
-
-
 def _matcher(entries, buckets=1 << 10, max_len=8):
     tables = build_tables(entries, buckets)
     matcher = LexiconMatcher(buckets, max_len)
@@ -35,24 +28,24 @@ def _matcher(entries, buckets=1 << 10, max_len=8):
 
 
 @pytest.fixture(scope="module")
-def matcher(tokenizer, tmp_path_factory):
+def matcher(default_tokenizer, tmp_path_factory):
     path = tmp_path_factory.mktemp("lexicon") / "dict.txt"
     path.write_text(DICTIONARY, encoding="utf-8")
     codes = read_dictionary(path)
     words = list(codes)
-    entries = [(ids, codes[w]) for w, ids in zip(words, word_ids(tokenizer, words, 8)) if ids is not None]
+    entries = [(ids, codes[w]) for w, ids in zip(words, word_ids(default_tokenizer, words, 8)) if ids is not None]
     # single characters, mixed Latin words and words longer than max_len are left out
-    assert sorted(tokenizer.decode(ids).replace(" ", "") for ids, _ in entries) == ["北京", "北京大学", "大学", "张三", "访问"]
+    assert sorted(default_tokenizer.decode(ids).replace(" ", "") for ids, _ in entries) == ["北京", "北京大学", "大学", "张三", "访问"]
     return _matcher(entries)[0]
 
 
-def _features(matcher, tokenizer, texts):
-    enc = tokenizer(texts, padding=True, return_tensors="pt")
+def _features(matcher, default_tokenizer, texts):
+    enc = default_tokenizer(texts, padding=True, return_tensors="pt")
     return matcher(enc["input_ids"], enc["attention_mask"]), enc["attention_mask"]
 
 
-def test_words_are_marked_where_they_begin_continue_and_end(matcher, tokenizer):
-    feats, _ = _features(matcher, tokenizer, ["张三访问北京大学"])
+def test_words_are_marked_where_they_begin_continue_and_end(matcher, default_tokenizer):
+    feats, _ = _features(matcher, default_tokenizer, ["张三访问北京大学"])
     # [CLS] 张 三 访 问 北 京 大 学 [SEP]; columns: Begin, Middle, End × (PER, LOC, ORG, WORD)
     expected = np.zeros((10, 3, len(LEXICON_TYPES)))
     per, loc, org, word = range(4)
@@ -65,11 +58,11 @@ def test_words_are_marked_where_they_begin_continue_and_end(matcher, tokenizer):
     np.testing.assert_allclose(feats[0].numpy(), np.log1p(expected.reshape(10, -1)), atol=1e-6)
 
 
-def test_padding_and_short_inputs(matcher, tokenizer):
+def test_padding_and_short_inputs(matcher, default_tokenizer):
     texts = ["张三访问北京大学", "北京大", "中"]
-    batched, mask = _features(matcher, tokenizer, texts)
+    batched, mask = _features(matcher, default_tokenizer, texts)
     for i, text in enumerate(texts):
-        alone, _ = _features(matcher, tokenizer, [text])
+        alone, _ = _features(matcher, default_tokenizer, [text])
         n = int(mask[i].sum())
         torch.testing.assert_close(batched[i, :n], alone[0])
         assert float(batched[i, n:].abs().sum()) == 0.0  # nothing is found in the padding
@@ -130,7 +123,7 @@ def test_features_equal_a_brute_force_count_over_every_ngram():
     np.testing.assert_allclose(feats, np.log1p(expected.reshape(batch, length, -1)), rtol=0, atol=1e-6)
 
 
-def test_model_with_lexicon_exports_to_onnx_fp32_and_int8(matcher, tokenizer, tmp_path):
+def test_model_with_lexicon_exports_to_onnx_fp32_and_int8(matcher, default_tokenizer, tmp_path):
     """The tables are initialisers of the ONNX file; quantization leaves them (integers) alone."""
     from export.onnx_export import OnnxExportConfig, export_fp32, onnx_session, run_onnx
     from export.quantize import QuantizationConfig, quantize_int8
@@ -144,7 +137,7 @@ def test_model_with_lexicon_exports_to_onnx_fp32_and_int8(matcher, tokenizer, tm
         model.lexicon_in.weight.normal_()
         model.lexicon_out.weight.normal_()
     fp32 = export_fp32(model, tmp_path / "fp32.onnx", OnnxExportConfig())
-    enc = tokenizer(["张三访问北京大学", "中", "北京"], padding=True, return_tensors="np")
+    enc = default_tokenizer(["张三访问北京大学", "中", "北京"], padding=True, return_tensors="np")
     ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
     int8 = quantize_int8(fp32, tmp_path / "int8.onnx", QuantizationConfig(),
                          calibration=[{"input_ids": ids, "attention_mask": mask}])

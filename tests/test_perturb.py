@@ -5,7 +5,6 @@ gaps that get a piece, and the same seed gives the same corpus."""
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 
@@ -104,12 +103,9 @@ def test_rare_pieces_are_mostly_cjk_extension_b():
     assert sum(0x20000 <= ord(c) <= 0x2A6DF for c in chars) > 0.4 * len(chars)
 
 
-def test_rare_pieces_are_unknown_to_the_default_models_tokenizer():
+def test_rare_pieces_are_unknown_to_the_default_models_tokenizer(default_tokenizer):
     """Every character a rare piece can hold reaches the model as [UNK], after the tokenizer's normalization."""
-    from export.tokenizer_files import load_tokenizer
-
-    tokenizer, _ = load_tokenizer(Path(__file__).resolve().parents[1] / "models" / "default")
-    backend = tokenizer.backend_tokenizer
+    backend = default_tokenizer.backend_tokenizer
     unknown = backend.token_to_id("[UNK]")
     chars = [chr(c) for (first, last), _ in P._RARE_BLOCKS for c in range(first, last + 1)
              if chr(c) not in P._IN_VOCABULARY]
