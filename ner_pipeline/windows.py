@@ -77,10 +77,16 @@ def source_texts(raw: np.ndarray, batch: EncodedBatch) -> np.ndarray:
 
 
 def load_tokenizer(tokenizer_json: str):
-    """The Hugging Face fast tokenizer, from the ``tokenizer.json`` the exporter wrote."""
+    """The Hugging Face fast tokenizer, from the ``tokenizer.json`` the exporter wrote.
+
+    Special tokens typed in a text (``[SEP]``, ``[PAD]``, ``[CLS]``, ``[MASK]``, ``[UNK]``) are read as the characters
+    they are, not as the tokens: a user's "[SEP]" is text, and a ``[PAD]`` inside a row would read as padding. The
+    setting is not part of ``tokenizer.json``, so it is made here, where every served tokenizer is loaded."""
     from tokenizers import Tokenizer
 
-    return Tokenizer.from_file(tokenizer_json)
+    tokenizer = Tokenizer.from_file(tokenizer_json)
+    tokenizer.encode_special_tokens = True
+    return tokenizer
 
 
 def _decode_utf8(raw: bytes | str, position: int) -> str:

@@ -77,9 +77,11 @@ def test_default_model_noisy_slice_f1_is_within_half_a_point_of_its_card(served_
     ("张三 李四都来了。", [("PER", "张三"), ("PER", "李四")]),
     ("马云\n阿里巴巴集团", [("PER", "马云"), ("ORG", "阿里巴巴集团")]),
     ("会议在北京\n上海代表团出席。", [("LOC", "北京"), ("ORG", "上海代表团")]),
+    ("[PAD]张三[SEP]李四都来了。", [("PER", "张三"), ("PER", "李四")]),  # special tokens typed in are text
 ])
-def test_whitespace_separates_entities_for_the_default_model(served_default, text, expected):
-    """The default model sees whitespace (its whitespace_token): a space or line break ends an entity."""
+def test_whitespace_and_typed_special_tokens_for_the_default_model(served_default, text, expected):
+    """The default model sees whitespace (its whitespace_token): a space or line break ends an entity. A "[SEP]" or
+    "[PAD]" typed in the text is text, not a token that would end the row or read as padding."""
     server, _ = served_default
     for protocol, url in (("http", server.http_url), ("grpc", server.grpc_url)):
         with NerClient(url, protocol) as ner:

@@ -37,6 +37,16 @@ def test_lowercasing_and_per_character_split(tokenizer, vocab_lines):
     assert encoding.ids[0] == vocab_lines.index("hello")
 
 
+def test_special_tokens_typed_in_a_text_are_its_characters(tokenizer):
+    """A user's "[SEP]" or "[PAD]" is text: it tokenizes as the characters it is, never as a special id."""
+    specials = {tokenizer.token_to_id(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")}
+    text = "张三[SEP]李四[PAD][CLS][MASK][UNK]"
+    encoding = tokenizer.encode(text, add_special_tokens=False)
+    assert encoding.tokens[:5] == ["张", "三", "[", "sep", "]"]
+    assert not specials & set(encoding.ids)
+    assert [text[a:b] for a, b in encoding.offsets][2:5] == ["[", "SEP", "]"]
+
+
 def test_unknown_rate_on_msra_test_is_tiny(tokenizer):
     sentences, current = [], []
     for line in msra_file("test").read_text(encoding="utf-8").split("\n"):
