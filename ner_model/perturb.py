@@ -217,14 +217,18 @@ def gaps(length: int, spans: Sequence[Span]) -> list[int]:
 
 
 def insert_pieces(text: str, spans: Sequence[Span], rng: random.Random, rate: float,
-                  piece: Callable[[random.Random], str], seams: Sequence[int] = ()) -> Perturbed:
-    """``text`` with a piece in each free gap with probability ``rate``. A piece that would run into one word with
-    its neighbour (a Latin word after a digit, an emoji after a letter) is set off by a space, as people type it, so
-    that the tokenizer can still tell it from its neighbour; that space counts as part of the inserted range. A seam
-stays before a piece inserted at it."""
+                  piece: Callable[[random.Random], str], seams: Sequence[int] = (),
+                  forced: Sequence[int] = ()) -> Perturbed:
+    """``text`` with a piece in each free gap with probability ``rate``, and in each gap of ``forced`` always. A piece
+    that would run into one word with its neighbour (a Latin word after a digit, an emoji after a letter) is set off
+    by a space, as people type it, so that the tokenizer can still tell it from its neighbour; that space counts as
+    part of the inserted range. A seam stays before a piece inserted at it."""
     chosen = {}
     for p in gaps(len(text), spans):
         if rng.random() < rate:
+            chosen[p] = piece(rng)
+    for p in forced:
+        if p not in chosen:
             chosen[p] = piece(rng)
     out, inserted, shift_at, before_at = [], [], {}, {}
     length = 0
@@ -252,12 +256,14 @@ def convert_widths(text: str, rng: random.Random, rate: float) -> str:
     return "".join(other_width(c) if c in _TO_OTHER_WIDTH and rng.random() < rate else c for c in text)
 
 
-def perturb(text: str, spans: Sequence[Span], kind: str, rng: random.Random, rate: float) -> Perturbed:
+def perturb(text: str, spans: Sequence[Span], kind: str, rng: random.Random, rate: float,
+            forced: Sequence[int] = ()) -> Perturbed:
     """One sentence under an insertion kind (``emoji``, ``rare``, ``latin``, ``width``, ``space``, ``mixed``). The
-    width kind first flips characters' widths at ``rate``, then inserts its pieces."""
+    width kind first flips characters' widths at ``rate``, then inserts its pieces (in the gaps of ``forced``
+    always)."""
     if kind == "width":
         text = convert_widths(text, rng, rate)
-    return insert_pieces(text, spans, rng, rate, mixed_piece if kind == "mixed" else PIECES[kind])
+    return insert_pieces(text, spans, rng, rate, mixed_piece if kind == "mixed" else PIECES[kind], forced=forced)
 
 
 def to_traditional(text: str, spans: Sequence[Span], convert: Callable[[str], str]) -> Perturbed:

@@ -12,7 +12,7 @@ import pytest
 
 from export.checkpoint import load_tokenizer
 from training import data as D
-from training.augment import NoiseAugmenter, entity_runs, noisy_text
+from training.augment import SPLIT_KINDS, NoiseAugmenter, entity_runs, noisy_text
 
 pytestmark = pytest.mark.unit
 
@@ -56,6 +56,16 @@ def chunks(tokenizer):
     return found
 
 
+def aligned(text: str, perturbed: str) -> list[int]:
+    """Where each character of ``text`` is in ``perturbed``, which holds it in order with other characters between."""
+    at, k = [], 0
+    for char in text:
+        k = perturbed.index(char, k)
+        at.append(k)
+        k += 1
+    return at
+
+
 def mentions(text, tags):
     return [(kind, text[start:end]) for kind, start, end in entity_runs(tags)]
 
@@ -92,6 +102,36 @@ def test_pieces_keep_every_entity_s_text_and_label(kind):
             assert got == want
         assert [t for t in new_tags if t != "O"] == [t for t in tags if t != "O"]
     assert grew > 0.8 * len(SENTENCES)
+
+
+@pytest.mark.parametrize("kind", SPLIT_KINDS)
+def test_a_split_entity_holds_a_piece_and_is_no_entity(kind):
+    """--noise-split-entities: an entity of two or more characters gets a piece strictly inside it and is tagged O
+    from end to end, with no teacher emissions (source -1); one-character entities stay as they are."""
+    split = 0
+    for i, (text, tags) in enumerate(SENTENCES):
+        new_text, new_tags, source = noisy_text([(text, tags)], kind, random.Random(i), 0.05, split_share=1.0)
+        assert len(new_tags) == len(new_text) == len(source)
+        assert all(end - start == 1 for _, start, end in entity_runs(new_tags))
+        kept = source[source >= 0]
+        assert kept.tolist() == sorted(kept.tolist())
+        for _, start, end in entity_runs(tags):
+            if end - start < 2:
+                continue
+            split += 1
+            assert not (set(range(start, end)) & set(kept.tolist()))  # no teacher emissions on the entity's chars
+            if kind in ("emoji", "rare"):  # pieces share no character with the text: align it greedily
+                at = aligned(text, new_text)
+                assert at[end - 1] - at[start] > end - start - 1  # a piece between the entity's first and last
+    assert split > len(SENTENCES)
+
+
+@pytest.mark.parametrize("kind", ("space", "joined", "traditional"))
+def test_other_kinds_split_no_entity(kind):
+    for i, (text, tags) in enumerate(SENTENCES[:6]):
+        parts = [(text, tags)] * (2 if kind == "joined" else 1)
+        new_text, new_tags, _ = noisy_text(parts, kind, random.Random(i), 0.3, split_share=1.0, convert=str)
+        assert [t for t in new_tags if t != "O"] == [t for _, part in parts for t in part if t != "O"]
 
 
 @pytest.mark.parametrize("kind", INSERTION_KINDS)
@@ -186,12 +226,12 @@ def test_noise_options_parse_and_pass_to_ensemble_members():
     from training.cli import NOISE_KINDS, parse_args
     from training.train import member_argv
 
-    args = parse_args(["--noise-share", "0.3", "--noise-kinds", "emoji,joined"])
-    assert args.noise_share == 0.3 and args.noise_kinds == ("emoji", "joined")
+    args = parse_args(["--noise-share", "0.3", "--noise-kinds", "emoji,joined", "--noise-split-entities", "0.5"])
+    assert args.noise_share == 0.3 and args.noise_kinds == ("emoji", "joined") and args.noise_split_entities == 0.5
     assert parse_args([]).noise_share == 0 and parse_args([]).noise_kinds == NOISE_KINDS
     member = parse_args(member_argv(args, 14, Path("m"), 1, 10.0))
-    assert member.noise_share == 0.3 and member.noise_kinds == ("emoji", "joined")
-    for bad in (["--noise-share", "1.5"], ["--noise-kinds", "emoji,typo"], ["--noise-kinds", ""]):
+    assert member.noise_share == 0.3 and member.noise_kinds == ("emoji", "joined") and member.noise_split_entities == 0.5
+    for bad in (["--noise-share", "1.5"], ["--noise-split-entities", "-0.1"], ["--noise-kinds", "emoji,typo"], ["--noise-kinds", ""]):
         with pytest.raises(SystemExit):
             parse_args(bad)
 

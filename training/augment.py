@@ -105,6 +105,8 @@ def mask_tokens(ids, attention_mask, probability: float, generator, unk_id: int 
 # and 20 %, so the model sees sparse and dense noise alike.
 NOISE_RATES = (0.02, 0.25)
 JOIN_SIZES = (2, 3, 4)
+# The kinds whose pieces may split an entity (``split_share``). Not spaces: a name may be written with a space in it.
+SPLIT_KINDS = ("emoji", "rare", "latin", "width")
 
 
 def entity_runs(tags: Sequence[str]) -> list[Span]:
@@ -139,12 +141,15 @@ def retag(source: np.ndarray, tags: Sequence[str]) -> tuple[str, ...]:
 
 
 def noisy_text(parts: Sequence[tuple[str, Sequence[str]]], kind: str, rng: random.Random, rate: float,
-               convert: Callable[[str], str] | None = None) -> tuple[str, tuple[str, ...], np.ndarray]:
+               convert: Callable[[str], str] | None = None,
+               split_share: float = 0.0) -> tuple[str, tuple[str, ...], np.ndarray]:
     """One perturbed text, its BIO tags and its ``sources`` (into the parts' texts one after another), from the
     (text, tags) of one chunk, or of several for ``joined``.
 
     ``emoji``, ``rare`` (``[UNK]`` runs), ``latin``, ``width``, ``space``: pieces in the gaps outside entities at
-    ``rate``, tagged ``O`` (``width`` also flips characters' widths, inside entities too, one for one);
+    ``rate``, tagged ``O`` (``width`` also flips characters' widths, inside entities too, one for one); besides,
+    for every kind but ``space``, each entity of two or more characters is split by a piece with probability
+    ``split_share`` and is then no entity: its characters are tagged ``O`` and get no teacher emissions (source -1).
     ``joined``: the parts as one text, with mixed pieces at ``rate`` half of the time; ``traditional``: OpenCC's
     ``convert`` through ``to_traditional``, which keeps one character for one (phrase by phrase, else character by
     character), so the tags stay."""
@@ -158,8 +163,14 @@ def noisy_text(parts: Sequence[tuple[str, Sequence[str]]], kind: str, rng: rando
     (text, tags), = parts
     if kind == "traditional":
         return to_traditional(text, (), convert).text, tuple(tags), np.arange(len(text))
-    out = perturb(text, entity_runs(tags), kind, rng, rate)
+    runs = entity_runs(tags)
+    split = ([r for r in runs if r[2] - r[1] >= 2 and rng.random() < split_share]
+             if split_share > 0 and kind in SPLIT_KINDS else [])
+    out = perturb(text, [r for r in runs if r not in split], kind, rng, rate,
+                  forced=[rng.randrange(start + 1, end) for _, start, end in split])
     source = sources(out)
+    for _, start, end in split:
+        source[(source >= start) & (source < end)] = -1
     return out.text, retag(source, tags), source
 
 
@@ -187,12 +198,13 @@ class NoiseAugmenter:
     or rows than its budget. One generator, seeded once, draws everything: a seed and a sequence of batches give the
     same chunks."""
 
-    def __init__(self, tokenizer, labels: list[str], share: float, kinds: Sequence[str], max_tokens: int, seed: int):
+    def __init__(self, tokenizer, labels: list[str], share: float, kinds: Sequence[str], max_tokens: int, seed: int,
+                 split_share: float = 0.0):
         unknown = [k for k in kinds if k not in (*PIECES, "joined", "traditional")]
         if unknown or not kinds:
             raise ValueError(f"unknown noise kinds {unknown}" if unknown else "no noise kinds")
         self.tokenizer, self.labels, self.share, self.kinds = tokenizer, labels, share, tuple(kinds)
-        self.max_tokens = max_tokens
+        self.max_tokens, self.split_share = max_tokens, split_share
         self.rng = random.Random(seed)
         self.convert = None
         if "traditional" in self.kinds:
@@ -216,7 +228,8 @@ class NoiseAugmenter:
             k += len(group)
             rate = self.rng.uniform(*NOISE_RATES)
             slots.append(len(texts))
-            text, tags, source = noisy_text([(c.text, c.tags) for c in group], kind, self.rng, rate, self.convert)
+            text, tags, source = noisy_text([(c.text, c.tags) for c in group], kind, self.rng, rate, self.convert,
+                                            self.split_share)
             texts.append((text, tags))
             softs.append(char_soft(group, source))
             self.counts[kind] += 1

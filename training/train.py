@@ -347,7 +347,8 @@ def train(args) -> int:
         print("mention replacement: " + ", ".join(f"{len(v)} {t}" for t, v in pool.items()) + " distinct mentions",
               flush=True)
     # its own generator: with noise on, the data order is the one the same seed gives without it
-    noise = (NoiseAugmenter(tok, labels, args.noise_share, args.noise_kinds, args.max_chunk_tokens, args.seed + 3)
+    noise = (NoiseAugmenter(tok, labels, args.noise_share, args.noise_kinds, args.max_chunk_tokens, args.seed + 3,
+                            args.noise_split_entities)
              if args.noise_share > 0 else None)
     if noise:
         print(f"noise: {args.noise_share:g} of the chunks of each batch, kinds {', '.join(args.noise_kinds)}",
