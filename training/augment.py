@@ -148,8 +148,8 @@ def noisy_text(parts: Sequence[tuple[str, Sequence[str]]], kind: str, rng: rando
 
     ``emoji``, ``rare`` (``[UNK]`` runs), ``latin``, ``width``, ``space``: pieces in the gaps outside entities at
     ``rate``, tagged ``O`` (``width`` also flips characters' widths, inside entities too, one for one); besides,
-    for every kind but ``space``, each entity of two or more characters is split by a piece with probability
-    ``split_share`` and is then no entity: its characters are tagged ``O`` and get no teacher emissions (source -1).
+    for ``SPLIT_KINDS``, each entity of two or more characters is split by a piece with probability ``split_share``
+    and is then no entity: its characters are tagged ``O`` and get no teacher emissions (source -1).
     ``joined``: the parts as one text, with mixed pieces at ``rate`` half of the time; ``traditional``: OpenCC's
     ``convert`` through ``to_traditional``, which keeps one character for one (phrase by phrase, else character by
     character), so the tags stay."""
