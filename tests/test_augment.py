@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.checkpoint import load_tokenizer
 from training import data as D
 from training.augment import SPLIT_KINDS, NoiseAugmenter, entity_runs, noisy_text
 
@@ -44,8 +43,8 @@ SENTENCES = [
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    return load_tokenizer(Path(__file__).resolve().parent.parent / "models" / "default")
+def tokenizer(default_tokenizer):
+    return default_tokenizer
 
 
 @pytest.fixture(scope="module")
