@@ -21,7 +21,7 @@ import numpy as np
 
 from .crf import CrfParameters, marginals, softmax, viterbi
 from .tagging import Tag, chunk, detect_scheme, parse_label
-from .validation import decoder_texts
+from .validation import InputRejected, decoder_texts
 
 
 @dataclass
@@ -48,25 +48,39 @@ class Decoder:
         crf_path = os.path.join(folder, "crf.npz")
         return cls(labels, CrfParameters.from_npz(crf_path) if os.path.exists(crf_path) else None)
 
-    def tag_window(self, emissions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Tag ids and the probability of each chosen tag, for emissions [n, C] of one window. A CRF window tagged
-        all O gets NaN probabilities instead of a forward-backward pass: no entity can read them (most sentences
-        have none)."""
+    def tag_windows(self, windows: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Tag ids and the probability of each chosen tag, per window of emissions [n, C], every window in one
+        batched pass (CRF steps cost per call, not per row). A CRF window tagged all O gets NaN probabilities instead
+        of a forward-backward pass: no entity can read them (most sentences have none)."""
+        if not windows:
+            return []
+        lengths = np.array([len(window) for window in windows])
+        padded = np.zeros((len(windows), lengths.max(), len(self.labels)))
+        for row, window in enumerate(windows):
+            padded[row, : len(window)] = window
         if self.crf is None:
-            probs = softmax(emissions)
-            path = probs.argmax(axis=-1)
+            probs = softmax(padded)
+            paths = probs.argmax(axis=-1)
         else:
-            path = viterbi(emissions, self.crf)
-            if self._outside[path].all():
-                return path, np.full(len(path), np.nan)
-            probs = marginals(emissions, self.crf)
-        return path, probs[np.arange(len(path)), path]
+            paths = viterbi(padded, self.crf, lengths)
+            inside = np.arange(padded.shape[1]) < lengths[:, None]
+            with_entity = (inside & ~self._outside[paths]).any(axis=1)
+            probs = np.full(padded.shape, np.nan)
+            if with_entity.any():
+                probs[with_entity] = marginals(padded[with_entity], self.crf, lengths[with_entity])
+        chosen = np.take_along_axis(probs, paths[:, :, None], axis=2)[:, :, 0]
+        return [(paths[row, :n], chosen[row, :n]) for row, n in enumerate(lengths)]
 
-    def _window_words(self, logits: np.ndarray, word_spans: np.ndarray) -> list[_Word]:
-        scored = word_spans[:, 0] >= 0
-        path, probs = self.tag_window(logits[scored])
-        spans = word_spans[scored].tolist()
-        return [_Word(s, e, t, p) for (s, e), t, p in zip(spans, path.tolist(), probs.tolist())]
+    def tag_window(self, emissions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`tag_windows` of one window."""
+        return self.tag_windows([emissions])[0]
+
+    def _window_words(self, windows: list[tuple[np.ndarray, np.ndarray]]) -> list[list[_Word]]:
+        """The scored words of each window (logits [L, C], word_spans [L, 2]), tagged in one batched pass."""
+        scored = [word_spans[:, 0] >= 0 for _, word_spans in windows]
+        tagged = self.tag_windows([logits[keep] for (logits, _), keep in zip(windows, scored)])
+        return [[_Word(s, e, t, p) for (s, e), t, p in zip(word_spans[keep].tolist(), path.tolist(), probs.tolist())]
+                for (_, word_spans), keep, (path, probs) in zip(windows, scored, tagged)]
 
     def _continues(self, word: _Word) -> bool:
         return self.tags[word.tag].continues
@@ -86,11 +100,10 @@ class Decoder:
         cut = window[shared[k]].start
         return [w for w in merged if w.start < cut] + [w for w in window if w.start >= cut]
 
-    def decode_text(self, text: str, windows: list[tuple[np.ndarray, np.ndarray]]) -> list[dict]:
-        """Entities of one text from its windows' (logits [L, C], word_spans [L, 2]), in window order."""
+    def _entities(self, text: str, windows: list[list[_Word]]) -> list[dict]:
         words: list[_Word] = []
-        for logits, word_spans in windows:
-            words = self._merge(words, self._window_words(logits, word_spans))
+        for window in windows:
+            words = self._merge(words, window)
         entities = []
         for entity_type, first, last in chunk([self.tags[w.tag] for w in words], self.scheme):
             start, end = words[first].start, words[last].end
@@ -100,32 +113,59 @@ class Decoder:
             )
         return entities
 
+    def decode_text(self, text: str, windows: list[tuple[np.ndarray, np.ndarray]]) -> list[dict]:
+        """Entities of one text from its windows' (logits [L, C], word_spans [L, 2]), in window order."""
+        return self._entities(text, self._window_words(windows))
+
     def decode_batch(
         self, logits: np.ndarray, word_spans: np.ndarray, text_index: np.ndarray, texts: list[str]
     ) -> list[list[dict]]:
-        """Entities per text, for encoder rows laid out by :func:`ner_pipeline.windows.encode_texts`."""
-        per_text: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in texts]
-        for row, index in enumerate(np.asarray(text_index).reshape(-1)):
-            per_text[int(index)].append((logits[row], word_spans[row]))
-        return [self.decode_text(text, windows) for text, windows in zip(texts, per_text)]
+        """Entities per text, for encoder rows laid out by :func:`ner_pipeline.windows.encode_texts`; the rows of
+        every text are tagged together."""
+        tagged = self._window_words([(logits[row], word_spans[row]) for row in range(len(logits))])
+        return self._texts_entities(texts, text_index, iter(tagged))
+
+    def _texts_entities(self, texts: list[str], text_index: np.ndarray, tagged) -> list[list[dict]]:
+        """Entities per text, its windows' tagged words taken from ``tagged`` in row order."""
+        per_text: list[list[list[_Word]]] = [[] for _ in texts]
+        for text in np.asarray(text_index).reshape(-1):
+            per_text[int(text)].append(next(tagged))
+        return [self._entities(text, windows) for text, windows in zip(texts, per_text)]
+
+    def decode_requests(self, requests: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> list:
+        """The decoder model's answers to the requests of one execution, each (logits, word_spans, text_index,
+        source_text): ENTITIES [n_texts, 1] per request, each the UTF-8 JSON array of one text's entities, with the
+        windows of all the requests tagged in one batched pass. A request's rows are encoder windows; ``text_index``
+        [rows, 1] says which text each belongs to (0 to n_texts - 1) and ``source_text`` [rows, 1] holds the text's
+        UTF-8 bytes on its first row (empty on the others), as the tokenizer model lays them out. A request whose
+        tensors do not fit together gets the :class:`InputRejected` that names the problem
+        (:func:`ner_pipeline.validation.decoder_texts`) in place of its answer; the others are answered as usual."""
+        answers: list = []
+        for logits, word_spans, text_index, source_text in requests:
+            try:
+                answers.append(decoder_texts(logits, word_spans, text_index, source_text, len(self.labels)))
+            except InputRejected as err:
+                answers.append(err)
+        fit = [i for i, texts in enumerate(answers) if not isinstance(texts, InputRejected)]
+        tagged = iter(self._window_words([(requests[i][0][row], requests[i][1][row])
+                                          for i in fit for row in range(len(requests[i][0]))]))
+        for i in fit:
+            answers[i] = entities_tensor(self._texts_entities(answers[i], requests[i][2], tagged))
+        return answers
 
     def decode_request(
         self, logits: np.ndarray, word_spans: np.ndarray, text_index: np.ndarray, source_text: np.ndarray
     ) -> np.ndarray:
-        """The decoder model's answer to one request: ENTITIES [n_texts, 1], each the UTF-8 JSON array of one text's
-        entities. Its rows are encoder windows; ``text_index`` [rows, 1] says which text each belongs to (0 to
-        n_texts - 1) and ``source_text`` [rows, 1] holds the text's UTF-8 bytes on its first row (empty on the others),
-        as the tokenizer model lays them out. Tensors that do not fit together raise :class:`InputRejected`
-        (:func:`ner_pipeline.validation.decoder_texts`)."""
-        texts = decoder_texts(logits, word_spans, text_index, source_text, len(self.labels))
-        return self.entities_tensor(logits, word_spans, text_index, texts)
+        """:meth:`decode_requests` of one request; tensors that do not fit together raise :class:`InputRejected`."""
+        answer = self.decode_requests([(logits, word_spans, text_index, source_text)])[0]
+        if isinstance(answer, InputRejected):
+            raise answer
+        return answer
 
-    def entities_tensor(
-        self, logits: np.ndarray, word_spans: np.ndarray, text_index: np.ndarray, texts: list[str]
-    ) -> np.ndarray:
-        """ENTITIES [n_texts, 1]: :meth:`decode_batch` as the UTF-8 JSON array of each text's entities."""
-        entities = self.decode_batch(logits, word_spans, text_index, texts)
-        return np.array([[entities_to_json(e).encode("utf-8")] for e in entities], dtype=np.object_).reshape(-1, 1)
+
+def entities_tensor(entities: list[list[dict]]) -> np.ndarray:
+    """ENTITIES [n_texts, 1]: each text's entities as a UTF-8 JSON array."""
+    return np.array([[entities_to_json(e).encode("utf-8")] for e in entities], dtype=np.object_).reshape(-1, 1)
 
 
 def entities_to_json(entities: list[dict]) -> str:

@@ -54,3 +54,21 @@ def test_viterbi_and_marginals_take_float32_emissions_and_empty_windows():
     assert tuple(viterbi(emissions, crf)) == brute_force(emissions.astype(np.float64), crf)[0]
     assert viterbi(np.zeros((0, 4), np.float32), crf).shape == (0,)
     assert marginals(np.zeros((0, 4), np.float32), crf).shape == (0, 4)
+
+
+def test_a_batch_of_windows_of_several_lengths_tags_each_as_alone():
+    """Rows padded to the longest, with scores past their length that would change their paths if read."""
+    rng = np.random.default_rng(2)
+    c, lengths = 5, [7, 0, 1, 12, 3, 7]
+    crf = CrfParameters(rng.normal(size=(c, c)) * 2, rng.normal(size=c), rng.normal(size=c))
+    batch = rng.normal(size=(len(lengths), max(lengths), c)) * 3
+    batch[0, 7:] = 50.0
+    paths, probs = viterbi(batch, crf, lengths), marginals(batch, crf, lengths)
+    assert paths.shape == (len(lengths), 12) and probs.shape == (len(lengths), 12, c)
+    for row, n in enumerate(lengths):
+        assert paths[row, :n].tolist() == viterbi(batch[row, :n], crf).tolist()
+        assert np.allclose(probs[row, :n], marginals(batch[row, :n], crf), rtol=0, atol=1e-12)
+        if 0 < n <= 7:
+            best, expected = brute_force(batch[row, :n], crf)
+            assert tuple(paths[row, :n]) == best
+            assert np.abs(probs[row, :n] - expected).max() < 1e-10
