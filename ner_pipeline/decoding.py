@@ -24,6 +24,9 @@ from .tagging import Tag, chunk, detect_scheme, parse_label
 from .validation import InputRejected, decoder_texts
 
 
+ROWS_PER_PASS = 64
+
+
 @dataclass
 class _Word:
     start: int
@@ -49,15 +52,24 @@ class Decoder:
         return cls(labels, CrfParameters.from_npz(crf_path) if os.path.exists(crf_path) else None)
 
     def tag_windows(self, windows: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Tag ids and the probability of each chosen tag, per window of emissions [n, C], every window in one
-        batched pass (CRF steps cost per call, not per row). A CRF window tagged all O gets NaN probabilities instead
-        of a forward-backward pass: no entity can read them (most sentences have none)."""
-        if not windows:
-            return []
-        lengths = np.array([len(window) for window in windows])
-        padded = np.zeros((len(windows), lengths.max(), len(self.labels)))
-        for row, window in enumerate(windows):
-            padded[row, : len(window)] = window
+        """Tag ids and the probability of each chosen tag, per window of emissions [n, C]: the windows in batched
+        passes of up to ``ROWS_PER_PASS`` of similar length (CRF steps cost per call, not per row; the bound keeps a
+        request of a thousand long windows from padding them all at once). A CRF window tagged all O gets NaN
+        probabilities instead of a forward-backward pass: no entity can read them (most sentences have none)."""
+        lengths = np.array([len(window) for window in windows], dtype=np.int64)
+        tagged: list = [None] * len(windows)
+        by_length = np.argsort(-lengths, kind="stable")
+        for first in range(0, len(windows), ROWS_PER_PASS):
+            rows = by_length[first : first + ROWS_PER_PASS]
+            padded = np.zeros((len(rows), lengths[rows[0]], len(self.labels)))
+            for row, window in enumerate(rows):
+                padded[row, : lengths[window]] = windows[window]
+            paths, probs = self._tag_padded(padded, lengths[rows])
+            for row, window in enumerate(rows):
+                tagged[window] = (paths[row, : lengths[window]], probs[row, : lengths[window]])
+        return tagged
+
+    def _tag_padded(self, padded: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.crf is None:
             probs = softmax(padded)
             paths = probs.argmax(axis=-1)
@@ -68,8 +80,7 @@ class Decoder:
             probs = np.full(padded.shape, np.nan)
             if with_entity.any():
                 probs[with_entity] = marginals(padded[with_entity], self.crf, lengths[with_entity])
-        chosen = np.take_along_axis(probs, paths[:, :, None], axis=2)[:, :, 0]
-        return [(paths[row, :n], chosen[row, :n]) for row, n in enumerate(lengths)]
+        return paths, np.take_along_axis(probs, paths[:, :, None], axis=2)[:, :, 0]
 
     def tag_window(self, emissions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`tag_windows` of one window."""

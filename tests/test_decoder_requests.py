@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from ner_pipeline import CrfParameters, Decoder, InputRejected
+from ner_pipeline.decoding import ROWS_PER_PASS
 from test_decoder_golden import labels_for, window_rows
 
 pytestmark = pytest.mark.unit
@@ -83,6 +84,22 @@ def test_the_requests_of_one_execution_are_answered_each_as_alone():
             decoder.decode_text(text, window_rows(text, LABELS, windows, seed=t))
             for t, (text, windows) in enumerate(texts)]
     assert answers(out[0])[0] and answers(out[2])[1]  # entities, with their CRF marginal scores, compared above
+
+
+def test_more_windows_than_one_pass_are_tagged_in_passes_of_similar_length():
+    rng = np.random.default_rng(1)
+    c = len(LABELS)
+    decoder = Decoder(LABELS, CrfParameters(rng.normal(size=(c, c)), rng.normal(size=c), rng.normal(size=c)))
+    names = ["王五", "上海", "联合国"]
+    texts = []
+    for t in range(ROWS_PER_PASS + 9):
+        name = names[t % 3]
+        text = "的" * (t % 11) + name + "的" * (t % 5)
+        tags = ["O"] * (t % 11) + ["B-PER"] + ["I-PER"] * (len(name) - 1) + ["O"] * (t % 5)
+        texts.append((text, [(0, tags)]))
+    out = decoder.decode_requests([request_tensors(texts)])[0]
+    assert [json.loads(row[0]) for row in out] == [
+        decoder.decode_text(text, window_rows(text, LABELS, windows, seed=t)) for t, (text, windows) in enumerate(texts)]
 
 
 def test_rows_are_grouped_by_text_index_not_by_their_order():
