@@ -87,7 +87,7 @@ class Decoder:
         return self.tag_windows([emissions])[0]
 
     def _window_words(self, windows: list[tuple[np.ndarray, np.ndarray]]) -> list[list[_Word]]:
-        """The scored words of each window (logits [L, C], word_spans [L, 2]), tagged in one batched pass."""
+        """The scored words of each window (logits [L, C], word_spans [L, 2]), tagged in batched passes."""
         scored = [word_spans[:, 0] >= 0 for _, word_spans in windows]
         tagged = self.tag_windows([logits[keep] for (logits, _), keep in zip(windows, scored)])
         return [[_Word(s, e, t, p) for (s, e), t, p in zip(word_spans[keep].tolist(), path.tolist(), probs.tolist())]
@@ -146,10 +146,10 @@ class Decoder:
     def decode_requests(self, requests: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> list:
         """The decoder model's answers to the requests of one execution, each (logits, word_spans, text_index,
         source_text): ENTITIES [n_texts, 1] per request, each the UTF-8 JSON array of one text's entities, with the
-        windows of all the requests tagged in one batched pass. A request's rows are encoder windows; ``text_index``
-        [rows, 1] says which text each belongs to (0 to n_texts - 1) and ``source_text`` [rows, 1] holds the text's
-        UTF-8 bytes on its first row (empty on the others), as the tokenizer model lays them out. A request whose
-        tensors do not fit together gets the :class:`InputRejected` that names the problem
+        windows of all the requests tagged together (:meth:`tag_windows`). A request's rows are encoder windows;
+        ``text_index`` [rows, 1] says which text each belongs to (0 to n_texts - 1) and ``source_text`` [rows, 1] holds
+        the text's UTF-8 bytes on its first row (empty on the others), as the tokenizer model lays them out. A request
+        whose tensors do not fit together gets the :class:`InputRejected` that names the problem
         (:func:`ner_pipeline.validation.decoder_texts`) in place of its answer; the others are answered as usual."""
         answers: list = []
         for logits, word_spans, text_index, source_text in requests:

@@ -71,9 +71,8 @@ def test_the_requests_of_one_execution_are_answered_each_as_alone():
     rng = np.random.default_rng(0)
     c = len(LABELS)
     decoder = Decoder(LABELS, CrfParameters(rng.normal(size=(c, c)), rng.normal(size=c), rng.normal(size=c)))
-    first = [("王五在上海开会", [(0, "B-PER I-PER O B-LOC I-LOC O O".split())]),
-             ("😀张三的的北京的的的的联合国的", [(0, "O B-PER I-PER O O B-LOC I-LOC O".split()),
-                                        (4, "O B-LOC I-LOC O O O O B-ORG".split())])]
+    long_windows = [(0, "O B-PER I-PER O O B-LOC I-LOC O".split()), (4, "O B-LOC I-LOC O O O O B-ORG".split())]
+    first = [("王五在上海开会", [(0, "B-PER I-PER O B-LOC I-LOC O O".split())]), ("😀张三的的北京的的的的联合国的", long_windows)]
     bad = request_tensors([("赵六", [(0, "B-PER I-PER".split())])])
     bad[0][0, 1, 2] = np.nan
     last = [("今天下雨", [(0, "O O O O".split())]), ("李四", [(0, "B-PER I-PER".split())])]

@@ -3,10 +3,10 @@
 Tags each window (CRF Viterbi when the checkpoint has a CRF, argmax otherwise), merges a text's overlapping
 windows and maps words back to code-point offsets; see ner_pipeline/decoding.py for the rules and the score.
 
-The windows of all the requests of one execute() are tagged in one batched pass. Each request is answered on its own:
-tensors that do not fit together (ner_pipeline/validation.py) get INVALID_ARG naming the problem; should anything else
-fail, the requests are decoded again one at a time, so that only the one that fails gets INTERNAL and the others are
-answered as usual.
+The windows of all the requests of one execute() are tagged together, in batched passes. Each request is answered
+on its own: tensors that do not fit together (ner_pipeline/validation.py) get INVALID_ARG naming the problem; should
+anything else fail, the requests are decoded again one at a time, so that only the one that fails gets INTERNAL and
+the others are answered as usual.
 """
 
 import os
