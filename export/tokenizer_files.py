@@ -17,7 +17,8 @@ pre-tokenizer, not only in ``tokenizer_config.json``:
 - ``whitespace_token`` (``tokenizer_config.json``, a token of ``vocab.txt``): every whitespace character (Unicode
   White_Space: spaces, tabs, line breaks, U+3000, NBSP) becomes that token, one word per character at its own
   offset, so the model sees where text was broken. Without it BERT's normalizer gives whitespace no position and
-  ``张三 李四`` reads as ``张三李四``.
+  ``张三 李四`` reads as ``张三李四``. The token's own text, typed by a user, stays text: only whitespace becomes
+  the token.
 - Checkpoints with only ``tokenizer.json`` load it through ``AutoTokenizer``.
 
 The serving pipeline writes ``[CLS]`` = 101, ``[SEP]`` = 102 and ``[PAD]`` = 0 itself (``ner_pipeline/windows.py``),
@@ -84,17 +85,38 @@ def _every_character_a_word(tokenizer, options: dict) -> None:
     backend.pre_tokenizer = pre_tokenizers.Split(Regex("(?m)."), behavior="isolated")  # (?m): "." matches "\n"
 
 
-def _whitespace_as(tokenizer, token: str) -> None:
-    """Every whitespace character becomes ``token``, a word of its own at that character's offset."""
-    from tokenizers import AddedToken, Regex, normalizers
+# What each whitespace character becomes inside the normalizer: a control character, so that the pass which deletes
+# control characters (BERT's clean_text) runs first and removes any a user typed in, and only whitespace reaches it.
+WHITESPACE_MARK = "\x01"
 
-    if token not in tokenizer.get_vocab():
+
+def _whitespace_as(tokenizer, token: str) -> None:
+    """Every whitespace character becomes ``token``, a word of its own at that character's offset.
+
+    The token's text never appears: it is matched as the added token " ", whose normalised form is the mark that
+    only whitespace normalises to, and the vocabulary knows the token's id by that name. So a user who types
+    "[unused1]" gets the characters they typed, not a space."""
+    from tokenizers import AddedToken, Regex, models, normalizers
+
+    vocab = tokenizer.backend_tokenizer.get_vocab(with_added_tokens=False)
+    if token not in vocab:
         raise CheckpointError(f"whitespace_token {token!r} is not a token of the vocabulary")
     backend = tokenizer.backend_tokenizer
-    # One replacement per character, not per run: a replaced run maps back to its last character only.
-    backend.normalizer = normalizers.Sequence([normalizers.Replace(Regex(r"\s"), token), backend.normalizer])
-    # normalized=True: matched after the replacement, so the token stays whole instead of WordPiece's "[", "unused1"...
-    tokenizer.add_tokens([AddedToken(token, normalized=True, single_word=False, lstrip=False, rstrip=False)])
+    bert, wordpiece = backend.normalizer, backend.model
+    # Whitespace becomes a plain space first, as clean_text would delete the ones that are also control characters
+    # (U+0085); each replacement is one character for one, so every offset maps back to its own character.
+    backend.normalizer = normalizers.Sequence([
+        normalizers.Replace(Regex(r"\s"), " "),
+        normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=False, strip_accents=False, lowercase=False),
+        normalizers.Replace(" ", WHITESPACE_MARK),
+        normalizers.BertNormalizer(clean_text=False, handle_chinese_chars=bert.handle_chinese_chars,
+                                   strip_accents=bert.strip_accents, lowercase=bert.lowercase),
+    ])
+    vocab[" "] = vocab.pop(token)
+    backend.model = models.WordPiece(vocab, unk_token=wordpiece.unk_token,
+                                     continuing_subword_prefix=wordpiece.continuing_subword_prefix,
+                                     max_input_chars_per_word=wordpiece.max_input_chars_per_word)
+    backend.add_tokens([AddedToken(" ", normalized=True, single_word=False, lstrip=False, rstrip=False)])
 
 
 def load_tokenizer(directory: Path, vocab_rows: int | None = None):

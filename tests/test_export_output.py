@@ -276,22 +276,33 @@ def test_every_parameter_left_out_of_the_hash_is_one_a_template_writes():
 @pytest.mark.server
 def test_whitespace_reaches_the_model_as_the_checkpoints_whitespace_token(served):
     """Every served tokenizer gives each whitespace character a word of its own, the checkpoint's token, at its own
-    offset: a space or line break between two names is something the model can see."""
+    offset: a space or line break between two names is something the model can see. The token's text typed in a text
+    is read as the characters it is made of, in any case."""
     from ner_model.data import WHITESPACE_TOKEN
     from ner_pipeline import load_tokenizer
 
-    assert read_json(served.checkpoint.directory / "tokenizer_config.json")["whitespace_token"] == WHITESPACE_TOKEN
+    directory = served.checkpoint.directory
+    assert read_json(directory / "tokenizer_config.json")["whitespace_token"] == WHITESPACE_TOKEN
+    whitespace_id = (directory / "vocab.txt").read_text(encoding="utf-8").split("\n").index(WHITESPACE_TOKEN)
     text = "张三 李四\n王五\u3000赵六\t\u00a0。 "
     spaces = [i for i, c in enumerate(text) if c.isspace()]
+    typed = "张三[unused1]李四 [UNUSED1]"
     files = sorted(served.repository.rglob("tokenizer.json"))
     assert files
     for path in files:
-        encoding = load_tokenizer(str(path)).encode(text, add_special_tokens=False)
+        tokenizer = load_tokenizer(str(path))
+        encoding = tokenizer.encode(text, add_special_tokens=False)
         assert len(set(encoding.word_ids)) == len(text), path
-        at = {start: token for token, (start, _) in zip(encoding.tokens, encoding.offsets)}
-        assert [i for i, token in at.items() if token == WHITESPACE_TOKEN] == spaces, path
-        assert [text[i] for i, token in at.items() if token != WHITESPACE_TOKEN] == [c for c in text
-                                                                                     if not c.isspace()], path
+        at = {start: token for token, (start, _) in zip(encoding.ids, encoding.offsets)}
+        assert [i for i, token in at.items() if token == whitespace_id] == spaces, path
+        assert [text[i] for i, token in at.items() if token != whitespace_id] == [c for c in text
+                                                                                  if not c.isspace()], path
+        encoding = tokenizer.encode(typed, add_special_tokens=False)
+        assert [start for token, (start, _) in zip(encoding.ids, encoding.offsets)
+                if token == whitespace_id] == [typed.index(" ")], path
+        for start in (2, typed.rindex("[")):
+            pieces = [token for token, (at, _) in zip(encoding.tokens, encoding.offsets) if start <= at < start + 9]
+            assert "".join(piece.removeprefix("##") for piece in pieces) == "[unused1]", path
 
 
 @pytest.mark.unit
