@@ -5,10 +5,10 @@ What a server could reach if every request cost only the work of its ensemble's 
 ``EncoderSession`` with that model's run planning at one thread, and the decoder (``Decoder.decode_requests``), with
 no server, client or process hand-over in between. Texts go through it one at a time (a request at concurrency 1)
 and in groups of eight requests (an execution of a busy server: the decoder tags the group's windows in one
-batched pass), each phase timed; the ceiling is the number of
-cores times the one-core rate of the faster grouping. An encoder whose cost per row does not fall with the rows run
-beside it (a recurrent network is sequential over its tokens) leaves a server nothing to gain from batching, so for it
-this ceiling, not the GEMM-bound one, bounds what Triton can serve.
+batched pass), each phase timed; the ceiling is the number of cores times the one-core rate of the faster grouping.
+An encoder whose cost per row does not fall with the rows run beside it (a recurrent network is sequential over its
+tokens) leaves a server nothing to gain from batching, so for it this ceiling, not the GEMM-bound one, bounds what
+Triton can serve.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ class Settings:
     sdk_concurrency: tuple = (1, 2, 4, 8, 16)
     sdk_requests: dict = field(default_factory=lambda: {"default": 400, "bert-base": 128})
     http_concurrency: tuple = (1, 8)
-    pa_concurrency: tuple = (1, 2, 4, 8)
+    pa_concurrency: tuple = (1, 2, 4, 8, 16)
     pa_request_count: dict = field(default_factory=lambda: {"default": 200, "bert-base": 32})
     pa_models: tuple = ("ner", "ner_fp32", "encoder_int8", "encoder_fp32")
     pa_protocols: tuple = ("grpc", "http")
