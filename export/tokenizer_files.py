@@ -88,14 +88,16 @@ def _every_character_a_word(tokenizer, options: dict) -> None:
 # What each whitespace character becomes inside the normalizer: a control character, so that the pass which deletes
 # control characters (BERT's clean_text) runs first and removes any a user typed in, and only whitespace reaches it.
 WHITESPACE_MARK = "\x01"
+# The whitespace token's name in the built tokenizer's vocabulary: the added token that normalises to the mark.
+WHITESPACE_NAME = " "
 
 
 def _whitespace_as(tokenizer, token: str) -> None:
     """Every whitespace character becomes ``token``, a word of its own at that character's offset.
 
-    The token's text never appears: it is matched as the added token " ", whose normalised form is the mark that
-    only whitespace normalises to, and the vocabulary knows the token's id by that name. So a user who types
-    "[unused1]" gets the characters they typed, not a space."""
+    The token's text never appears: it is matched as the added token ``WHITESPACE_NAME``, whose normalised form is
+    the mark that only whitespace normalises to, and the vocabulary knows the token's id by that name. So a user who
+    types "[unused1]" gets the characters they typed, not a space."""
     from tokenizers import AddedToken, Regex, models, normalizers
 
     vocab = tokenizer.backend_tokenizer.get_vocab(with_added_tokens=False)
@@ -112,11 +114,11 @@ def _whitespace_as(tokenizer, token: str) -> None:
         normalizers.BertNormalizer(clean_text=False, handle_chinese_chars=bert.handle_chinese_chars,
                                    strip_accents=bert.strip_accents, lowercase=bert.lowercase),
     ])
-    vocab[" "] = vocab.pop(token)
+    vocab[WHITESPACE_NAME] = vocab.pop(token)
     backend.model = models.WordPiece(vocab, unk_token=wordpiece.unk_token,
                                      continuing_subword_prefix=wordpiece.continuing_subword_prefix,
                                      max_input_chars_per_word=wordpiece.max_input_chars_per_word)
-    backend.add_tokens([AddedToken(" ", normalized=True, single_word=False, lstrip=False, rstrip=False)])
+    backend.add_tokens([AddedToken(WHITESPACE_NAME, normalized=True, single_word=False, lstrip=False, rstrip=False)])
 
 
 def load_tokenizer(directory: Path, vocab_rows: int | None = None):

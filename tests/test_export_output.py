@@ -301,7 +301,8 @@ def test_whitespace_reaches_the_model_as_the_checkpoints_whitespace_token(served
         assert [start for token, (start, _) in zip(encoding.ids, encoding.offsets)
                 if token == whitespace_id] == [typed.index(" ")], path
         for start in (2, typed.rindex("[")):
-            pieces = [token for token, (at, _) in zip(encoding.tokens, encoding.offsets) if start <= at < start + 9]
+            pieces = [token for token, (offset, _) in zip(encoding.tokens, encoding.offsets)
+                      if start <= offset < start + 9]
             assert "".join(piece.removeprefix("##") for piece in pieces) == "[unused1]", path
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from export.tokenizer_files import WHITESPACE_NAME
 from ner_model.data import WHITESPACE_TOKEN
 from ner_pipeline import tagging
 from ner_pipeline.windows import CLS_ID, PAD_ID, SEP_ID
@@ -43,8 +44,8 @@ def check_vocab_ids(tokenizer, vocab_file) -> None:
     # its last line. Every other token's id must be its line number.
     last = {t: i for i, t in enumerate(lines)}
     vocab = tokenizer.get_vocab()
-    if WHITESPACE_TOKEN not in vocab and " " in vocab:  # the tokenizer's name for it (export/tokenizer_files.py)
-        vocab[WHITESPACE_TOKEN] = vocab.pop(" ")
+    if WHITESPACE_TOKEN not in vocab and WHITESPACE_NAME in vocab:
+        vocab[WHITESPACE_TOKEN] = vocab.pop(WHITESPACE_NAME)
     if max(vocab.values()) != len(lines) - 1 or len(vocab) != len(last):
         raise RuntimeError(f"tokenizer vocab ({len(vocab)} tokens) does not match {vocab_file} ({len(lines)} lines)")
     bad = [t for t, i in last.items() if vocab.get(t) != i]
