@@ -12,6 +12,8 @@ from __future__ import annotations
 import statistics
 import time
 
+import numpy as np
+
 from . import baselines, load
 
 
@@ -38,6 +40,18 @@ def _in_turns(round_index: int, session_side, triton_side):
     return session, triton_side()
 
 
+def _latencies_ms(run, items) -> list[float]:
+    """Milliseconds of each call of ``run`` on ``items`` in turn, after three untimed ones to warm this side's caches."""
+    for item in items[:3]:
+        run(item)
+    times = []
+    for item in items:
+        t0 = time.perf_counter()
+        run(item)
+        times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
 def latency_gap(grpc_url: str, model: str, onnx_path, tokenizer_json, texts: list[str], use_sdk: bool,
                 rounds: int = 5, per_round: int = 80) -> dict:
     """Per round: p50 of the session over ``per_round`` texts and p50 of ``model`` over the same texts (gRPC, one
@@ -46,14 +60,7 @@ def latency_gap(grpc_url: str, model: str, onnx_path, tokenizer_json, texts: lis
     run_session, blocks, rows_of_block = _prepared(onnx_path, tokenizer_json, call, texts, rounds, per_round)
 
     def p50_ms(run, items) -> float:
-        for item in items[:3]:  # warm the caches of this side
-            run(item)
-        times = []
-        for item in items:
-            t0 = time.perf_counter()
-            run(item)
-            times.append((time.perf_counter() - t0) * 1000)
-        return statistics.median(times)
+        return statistics.median(_latencies_ms(run, items))
 
     out = []
     for index, (block, rows) in enumerate(zip(blocks, rows_of_block)):
@@ -97,3 +104,25 @@ def throughput_ratio(grpc_url: str, model: str, concurrency: int, onnx_path, tok
             "median_ratio": round(statistics.median(r["ratio"] for r in out), 3),
             "session_per_s": round(statistics.median(r["session_per_s"] for r in out), 2),
             "triton_per_s": round(statistics.median(r["triton_per_s"] for r in out), 2)}
+
+
+def one_text_tail(grpc_url: str, model: str, onnx_path, tokenizer_json, text: str, use_sdk: bool, rounds: int = 2,
+                  per_round: int = 200) -> dict:
+    """p50 and p99 of the session and of ``model`` (gRPC, one request at a time) over one text sent ``per_round``
+    times a round, in turns (``_in_turns``). Every request is then the same, so a tail is the serving path's own
+    (queueing, batcher delays, stalls), not the spread of the texts' lengths that a p99 over real texts holds."""
+    call = load.make_caller(grpc_url, "grpc", model, use_sdk)
+    run_session, blocks, rows_of_block = _prepared(onnx_path, tokenizer_json, call, [text], rounds, per_round)
+    session, triton = [], []
+    for index, (block, rows) in enumerate(zip(blocks, rows_of_block)):
+        s, t = _in_turns(index, lambda: _latencies_ms(run_session, rows), lambda: _latencies_ms(call, block))
+        session += s
+        triton += t
+
+    def tail(times: list[float]) -> dict:
+        p50, p99 = (float(np.percentile(times, q)) for q in (50, 99))
+        return {"p50_ms": round(p50, 3), "p99_ms": round(p99, 3), "p99_over_p50": round(p99 / p50, 3),
+                "max_ms": round(max(times), 3)}
+
+    return {"model": model, "text_chars": len(text), "requests": len(triton), "session": tail(session),
+            "triton": tail(triton)}

@@ -48,6 +48,9 @@ class Settings:
     # Targets comparing the session with the ensemble: both in turns over the same texts (perf/alternating.py).
     alternating_rounds: int = 9
     alternating_texts: dict = field(default_factory=lambda: {"default": 80, "bert-base": 160})
+    # The c=1 tail on one text repeated (alternating.one_text_tail): rounds and requests per round on each side.
+    one_text_rounds: int = 2
+    one_text_requests: int = 200
     # The machine's GEMM ceiling (perf/gemm_ceiling.py): token counts M and seconds per point.
     gemm_tokens: tuple = gemm_ceiling.TOKENS
     gemm_seconds: float = 0.5
@@ -64,7 +67,7 @@ class Settings:
                    pa_concurrency=(1, 4), pa_request_count={"default": 20, "bert-base": 8}, locust_seconds=5,
                    locust_max_requests={"default": 100, "bert-base": 30}, tuning_requests={"default": (20, 40),
                    "bert-base": (8, 16)}, warmup_requests=4, alternating_rounds=2,
-                   alternating_texts={"default": 20, "bert-base": 12}, gemm_seconds=0.2)
+                   alternating_texts={"default": 20, "bert-base": 12}, one_text_requests=40, gemm_seconds=0.2)
 
     @classmethod
     def smoke_settings(cls) -> "Settings":
@@ -74,7 +77,7 @@ class Settings:
                    pa_models=("ner", "encoder_int8"), locust_users=2,
                    locust_seconds=3, locust_max_requests={"default": 20, "bert-base": 20},
                    tuning_requests={"default": (6, 8), "bert-base": (6, 8)}, warmup_requests=2,
-                   alternating_rounds=2, alternating_texts={"default": 8, "bert-base": 8},
+                   alternating_rounds=2, alternating_texts={"default": 8, "bert-base": 8}, one_text_requests=8,
                    gemm_tokens=(gemm_ceiling.TOKENS[0], gemm_ceiling.CEILING_TOKENS), gemm_seconds=0.05,
                    tiny_for_bert_base=True)
 
@@ -227,6 +230,12 @@ def run_size(size: str, settings: Settings, out: Path, log, gemm: dict) -> dict:
                                           settings.alternating_rounds, settings.alternating_texts[size])
             result["latency_gap"] = gap
             log(f"  median gap {gap['median_gap_ms']} ms over rounds {[r['gap_ms'] for r in gap['rounds']]}")
+        text = sorted(texts, key=len)[len(texts) // 2]
+        log(f"c=1 tail on one text of median length ({len(text)} characters), session and `ner` in turns")
+        tail = alternating.one_text_tail(server.grpc_url, "ner", onnx["int8"], tokenizer_json, text, use_sdk,
+                                         settings.one_text_rounds, settings.one_text_requests)
+        result["one_text_tail"] = tail
+        log(f"  p99/p50: Triton {tail['triton']['p99_over_p50']}, session {tail['session']['p99_over_p50']}")
 
         with memory.PeakSampler(pid) as peak:
             log("Triton ensembles through the client SDK (gRPC)")

@@ -47,6 +47,11 @@ def test_results_json_has_every_part(smoke_run):
             assert all(p["requests"] > 0 and p["errors"] == 0 for p in points), points
             assert encoder_stats(points[0]["server_stats"], "int8") or model == "ner_fp32"
         assert all(p["errors"] == 0 for p in r["triton_sdk_http"]["ner"])
+        # The c=1 tail on one text repeated: both sides timed over every request.
+        tail = r["one_text_tail"]
+        assert tail["requests"] == results["settings"]["one_text_rounds"] * results["settings"]["one_text_requests"]
+        assert all(0 < tail[side]["p50_ms"] <= tail[side]["p99_ms"] <= tail[side]["max_ms"]
+                   for side in ("session", "triton")), tail
         assert r["memory"]["peak_under_load"]["total_bytes"] > 0
         processes = r["memory"]["peak_under_load"]["processes"]
         assert any(name.startswith(("encoder_int8", "text_encoder_int8")) for name in processes)
@@ -75,6 +80,7 @@ def test_report_has_every_section_and_the_targets_table(smoke_run):
     for section in SECTIONS:
         assert f"\n## {section}" in report, section
     assert "smoke run" in report
+    assert report.count("One text of median length") == len(SIZES)
     results = json.loads((smoke_run / "results.json").read_text())
     for target in results["targets"]:
         assert target["target"] in report
