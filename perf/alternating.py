@@ -112,10 +112,11 @@ def one_text_tail(grpc_url: str, model: str, onnx_path, tokenizer_json, text: st
     times a round, in turns (``_in_turns``). Every request is then the same, so a tail is the serving path's own
     (queueing, batcher delays, stalls), not the spread of the texts' lengths that a p99 over real texts holds."""
     call = load.make_caller(grpc_url, "grpc", model, use_sdk)
-    run_session, blocks, rows_of_block = _prepared(onnx_path, tokenizer_json, call, [text], rounds, per_round)
+    run_session, (block,), (rows,) = _prepared(onnx_path, tokenizer_json, call, [text], 1, 1)
     session, triton = [], []
-    for index, (block, rows) in enumerate(zip(blocks, rows_of_block)):
-        s, t = _in_turns(index, lambda: _latencies_ms(run_session, rows), lambda: _latencies_ms(call, block))
+    for index in range(rounds):
+        s, t = _in_turns(index, lambda: _latencies_ms(run_session, rows * per_round),
+                         lambda: _latencies_ms(call, block * per_round))
         session += s
         triton += t
 
