@@ -83,10 +83,19 @@ def stop(process: int | subprocess.Popen, timeout: float = 10.0, group: bool = F
         popen.wait()
 
 
+_PORTS_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port that this process was not given before: the kernel may offer a just-closed port again,
+    and tritonserver refuses to start when two of its listeners get the same port."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(port)
+            return port
 
 
 def probe_host(host: str) -> str:
