@@ -125,32 +125,6 @@ def test_a_split_entity_holds_a_piece_and_is_no_entity(kind):
     assert split > len(SENTENCES)
 
 
-@pytest.mark.parametrize("kind", SPLIT_KINDS)
-def test_a_split_entity_becomes_two_fragments_of_its_type(kind):
-    """--noise-split-tags fragments: the split entity's characters keep its type as two entities, one each side of
-    the piece, with no teacher emissions; the other entities keep their tags."""
-    split = 0
-    for i, (text, tags) in enumerate(SENTENCES):
-        new_text, new_tags, source = noisy_text([(text, tags)], kind, random.Random(i), 0.05, split_share=1.0,
-                                                split_tags="fragments")
-        assert len(new_tags) == len(new_text) == len(source)
-        runs = entity_runs(tags)
-        kept = source[source >= 0].tolist()
-        want = []
-        for label, start, end in runs:
-            if end - start < 2:
-                want.append(label)
-                continue
-            split += 1
-            assert not (set(range(start, end)) & set(kept))  # no teacher emissions on the entity's chars
-            want += [label, label]
-        got = entity_runs(new_tags)
-        assert [label for label, _, _ in got] == want
-        # the characters tagged as entities are the sentence's entity characters, in order
-        assert "".join(new_text[s:e] for _, s, e in got) == "".join(text[s:e] for _, s, e in runs) or kind == "width"
-    assert split > len(SENTENCES)
-
-
 @pytest.mark.parametrize("kind", ("space", "joined", "traditional"))
 def test_other_kinds_split_no_entity(kind):
     for i, (text, tags) in enumerate(SENTENCES[:6]):
@@ -251,15 +225,12 @@ def test_noise_options_parse_and_pass_to_ensemble_members():
     from training.cli import NOISE_KINDS, parse_args
     from training.train import member_argv
 
-    args = parse_args(["--noise-share", "0.3", "--noise-kinds", "emoji,joined", "--noise-split-entities", "0.5",
-                       "--noise-split-tags", "fragments"])
+    args = parse_args(["--noise-share", "0.3", "--noise-kinds", "emoji,joined", "--noise-split-entities", "0.5"])
     assert args.noise_share == 0.3 and args.noise_kinds == ("emoji", "joined") and args.noise_split_entities == 0.5
-    assert args.noise_split_tags == "fragments" and parse_args([]).noise_split_tags == "outside"
     assert parse_args([]).noise_share == 0 and parse_args([]).noise_kinds == NOISE_KINDS
     member = parse_args(member_argv(args, 14, Path("m"), 1, 10.0))
     assert member.noise_share == 0.3 and member.noise_kinds == ("emoji", "joined") and member.noise_split_entities == 0.5
-    assert member.noise_split_tags == "fragments"
-    for bad in (["--noise-share", "1.5"], ["--noise-split-entities", "-0.1"], ["--noise-split-tags", "o"], ["--noise-kinds", "emoji,typo"], ["--noise-kinds", ""]):
+    for bad in (["--noise-share", "1.5"], ["--noise-split-entities", "-0.1"], ["--noise-kinds", "emoji,typo"], ["--noise-kinds", ""]):
         with pytest.raises(SystemExit):
             parse_args(bad)
 

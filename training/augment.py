@@ -142,16 +142,14 @@ def retag(source: np.ndarray, tags: Sequence[str]) -> tuple[str, ...]:
 
 def noisy_text(parts: Sequence[tuple[str, Sequence[str]]], kind: str, rng: random.Random, rate: float,
                convert: Callable[[str], str] | None = None,
-               split_share: float = 0.0, split_tags: str = "outside") -> tuple[str, tuple[str, ...], np.ndarray]:
+               split_share: float = 0.0) -> tuple[str, tuple[str, ...], np.ndarray]:
     """One perturbed text, its BIO tags and its ``sources`` (into the parts' texts one after another), from the
     (text, tags) of one chunk, or of several for ``joined``.
 
     ``emoji``, ``rare`` (``[UNK]`` runs), ``latin``, ``width``, ``space``: pieces in the gaps outside entities at
     ``rate``, tagged ``O`` (``width`` also flips characters' widths, inside entities too, one for one); besides,
-    for ``SPLIT_KINDS``, each entity of two or more characters is split by a piece with probability ``split_share``;
-    its characters get no teacher emissions (source -1), whose tags would still run through the piece, and are tagged
-    ``O`` (``split_tags`` ``outside``: no entity) or as two entities of its type, one each side of the piece
-    (``fragments``: a piece ends a name without teaching that the name is none).
+    for ``SPLIT_KINDS``, each entity of two or more characters is split by a piece with probability ``split_share``
+    and is then no entity: its characters are tagged ``O`` and get no teacher emissions (source -1).
     ``joined``: the parts as one text, with mixed pieces at ``rate`` half of the time; ``traditional``: OpenCC's
     ``convert`` through ``to_traditional``, which keeps one character for one (phrase by phrase, else character by
     character), so the tags stay."""
@@ -168,19 +166,12 @@ def noisy_text(parts: Sequence[tuple[str, Sequence[str]]], kind: str, rng: rando
     runs = entity_runs(tags)
     split = ([r for r in runs if r[2] - r[1] >= 2 and rng.random() < split_share]
              if split_share > 0 and kind in SPLIT_KINDS else [])
-    forced = [rng.randrange(start + 1, end) for _, start, end in split]
-    # fragments: the forced piece is the only one inside, so that each side is one whole entity
-    kept_out = runs if split_tags == "fragments" else [r for r in runs if r not in split]
-    out = perturb(text, kept_out, kind, rng, rate, forced=forced)
-    tags = list(tags)
-    for (label, start, end), p in zip(split, forced):
-        tags[start:end] = (["O"] * (end - start) if split_tags == "outside"
-                           else tags[start:p] + [f"B-{label}"] + tags[p + 1:end])
+    out = perturb(text, [r for r in runs if r not in split], kind, rng, rate,
+                  forced=[rng.randrange(start + 1, end) for _, start, end in split])
     source = sources(out)
-    new_tags = retag(source, tags)
     for _, start, end in split:
         source[(source >= start) & (source < end)] = -1
-    return out.text, new_tags, source
+    return out.text, retag(source, tags), source
 
 
 def char_soft(chunks: Sequence[Chunk], source: np.ndarray) -> np.ndarray | None:
@@ -208,12 +199,12 @@ class NoiseAugmenter:
     same chunks."""
 
     def __init__(self, tokenizer, labels: list[str], share: float, kinds: Sequence[str], max_tokens: int, seed: int,
-                 split_share: float = 0.0, split_tags: str = "outside"):
+                 split_share: float = 0.0):
         unknown = [k for k in kinds if k not in (*PIECES, "joined", "traditional")]
         if unknown or not kinds:
             raise ValueError(f"unknown noise kinds {unknown}" if unknown else "no noise kinds")
         self.tokenizer, self.labels, self.share, self.kinds = tokenizer, labels, share, tuple(kinds)
-        self.max_tokens, self.split_share, self.split_tags = max_tokens, split_share, split_tags
+        self.max_tokens, self.split_share = max_tokens, split_share
         self.rng = random.Random(seed)
         self.convert = None
         if "traditional" in self.kinds:
@@ -238,7 +229,7 @@ class NoiseAugmenter:
             rate = self.rng.uniform(*NOISE_RATES)
             slots.append(len(texts))
             text, tags, source = noisy_text([(c.text, c.tags) for c in group], kind, self.rng, rate, self.convert,
-                                            self.split_share, self.split_tags)
+                                            self.split_share)
             texts.append((text, tags))
             softs.append(char_soft(group, source))
             self.counts[kind] += 1

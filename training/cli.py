@@ -91,10 +91,8 @@ SETTINGS = SettingGroup("NER_TRAIN_", (
             "line breaks), pieces in 2 to 25 % of the gaps outside entities, tagged O; joined (2 to 4 chunks as one "
             "text); traditional (OpenCC s2t)", type=noise_kind_list),
     Setting("noise_split_entities", 0.0, "probability that a piece of an emoji, rare, latin or width text lands "
-            "inside an entity of two or more characters: the model learns that a name does not run through a foreign "
-            "piece (0: off; training/augment.py)", type=share),
-    Setting("noise_split_tags", "outside", "the tags of an entity split by a piece: outside (O, no entity) or "
-            "fragments (two entities of its type, one each side of the piece)", choices=("outside", "fragments")),
+            "inside an entity of two or more characters, which is then tagged O: the model learns that a name does "
+            "not run through a foreign piece (0: off; training/augment.py)", type=share),
     Setting("lexicon", "jieba", "jieba: an outside word lexicon (jieba's dictionary with its person/place/"
             "organisation tags) marks the dictionary words covering each token (training/lexicon.py); none: off",
             choices=("jieba", "none")),

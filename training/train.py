@@ -348,7 +348,7 @@ def train(args) -> int:
               flush=True)
     # its own generator: with noise on, the data order is the one the same seed gives without it
     noise = (NoiseAugmenter(tok, labels, args.noise_share, args.noise_kinds, args.max_chunk_tokens, args.seed + 3,
-                            args.noise_split_entities, args.noise_split_tags)
+                            args.noise_split_entities)
              if args.noise_share > 0 else None)
     if noise:
         print(f"noise: {args.noise_share:g} of the chunks of each batch, kinds {', '.join(args.noise_kinds)}",
