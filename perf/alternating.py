@@ -12,8 +12,6 @@ from __future__ import annotations
 import statistics
 import time
 
-import numpy as np
-
 from . import baselines, load
 
 
@@ -121,9 +119,8 @@ def one_text_tail(grpc_url: str, model: str, onnx_path, tokenizer_json, text: st
         triton += t
 
     def tail(times: list[float]) -> dict:
-        p50, p99 = (float(np.percentile(times, q)) for q in (50, 99))
-        return {"p50_ms": round(p50, 3), "p99_ms": round(p99, 3), "p99_over_p50": round(p99 / p50, 3),
-                "max_ms": round(max(times), 3)}
+        out = load.percentiles(times)
+        return {**out, "p99_over_p50": round(out["p99_ms"] / out["p50_ms"], 3)}
 
     return {"model": model, "text_chars": len(text), "requests": len(triton), "session": tail(session),
             "triton": tail(triton)}
