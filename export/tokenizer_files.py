@@ -121,6 +121,16 @@ def _whitespace_as(tokenizer, token: str) -> None:
     backend.add_tokens([AddedToken(WHITESPACE_NAME, normalized=True, single_word=False, lstrip=False, rstrip=False)])
 
 
+def vocabulary(tokenizer, whitespace_token: str | None) -> dict[str, int]:
+    """The tokenizer's token ids by the names its vocabulary file gives them: the whitespace token under its own name,
+    not under the name it is matched by. Two tokenizers with equal vocabularies read the same embedding rows, whichever
+    of them maps whitespace to a token."""
+    vocab = tokenizer.get_vocab()
+    if whitespace_token and WHITESPACE_NAME in vocab:
+        vocab[whitespace_token] = vocab.pop(WHITESPACE_NAME)
+    return vocab
+
+
 def load_tokenizer(directory: Path, vocab_rows: int | None = None):
     """The fast tokenizer and the options it was built with; ``vocab_rows``: the model's embedding rows."""
     directory = Path(directory)

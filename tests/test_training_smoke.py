@@ -587,6 +587,30 @@ def test_distillation_follows_the_teacher_and_caches_its_emissions(trained, smal
     assert "teacher's emissions from" in capsys.readouterr().out and len(list(cache.glob("*.npz"))) == 1
 
 
+def test_a_teacher_without_the_whitespace_token_teaches_and_one_of_another_vocabulary_is_refused(
+        trained, small_data_dir, tmp_path):
+    """models/teacher predates the whitespace token: the vocabularies agree row for row, so it teaches. A teacher
+    whose rows name other tokens is refused before it scores anything."""
+    from training.distill import main
+
+    plain = tmp_path / "teacher-without-whitespace"
+    shutil.copytree(trained, plain)
+    config = json.loads((plain / "tokenizer_config.json").read_text())
+    assert config.pop("whitespace_token")
+    (plain / "tokenizer_config.json").write_text(json.dumps(config))
+    assert main(_small_run(tmp_path / "student", small_data_dir, "--teacher", str(plain), "--max-steps", "2",
+                           "--soft-labels-dir", str(tmp_path / "soft"))) == 0
+
+    other = tmp_path / "teacher-of-another-vocabulary"
+    shutil.copytree(trained, other)
+    rows = (other / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    rows[1000], rows[1001] = rows[1001], rows[1000]
+    (other / "vocab.txt").write_text("\n".join(rows), encoding="utf-8")
+    with pytest.raises(SystemExit, match="vocabulary"):
+        main(_small_run(tmp_path / "other", small_data_dir, "--teacher", str(other), "--max-steps", "2",
+                        "--soft-labels-dir", str(tmp_path / "soft")))
+
+
 def test_distillation_refuses_a_teacher_of_other_labels(trained, small_data_dir, tmp_path):
     from training.distill import main
 

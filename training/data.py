@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.tokenizer_files import WHITESPACE_NAME
+from export.tokenizer_files import vocabulary
 from ner_model.data import WHITESPACE_TOKEN
 from ner_pipeline import tagging
 from ner_pipeline.windows import CLS_ID, PAD_ID, SEP_ID
@@ -43,9 +43,7 @@ def check_vocab_ids(tokenizer, vocab_file) -> None:
     # bert-base-chinese's vocab repeats 53 "##x" lines; the tokenizer (like the original) maps a repeated token to
     # its last line. Every other token's id must be its line number.
     last = {t: i for i, t in enumerate(lines)}
-    vocab = tokenizer.get_vocab()
-    if WHITESPACE_TOKEN not in vocab and WHITESPACE_NAME in vocab:
-        vocab[WHITESPACE_TOKEN] = vocab.pop(WHITESPACE_NAME)
+    vocab = vocabulary(tokenizer, WHITESPACE_TOKEN)
     if max(vocab.values()) != len(lines) - 1 or len(vocab) != len(last):
         raise RuntimeError(f"tokenizer vocab ({len(vocab)} tokens) does not match {vocab_file} ({len(lines)} lines)")
     bad = [t for t, i in last.items() if vocab.get(t) != i]

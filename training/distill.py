@@ -77,11 +77,14 @@ def _chunks_digest(chunks: list[D.Chunk]) -> str:
 
 def load_teacher(directory: Path, tokenizer, labels: list[str]):
     """The teacher's emission network and the index of each student label among its outputs; refuses a teacher whose
-    vocabulary or label set differs from the student's."""
+    vocabulary or label set differs from the student's. A teacher without the student's whitespace token
+    (models/teacher) reads that token's row where the text holds whitespace, which MSRA's training text never does."""
     from export.checkpoint import load_checkpoint
+    from export.tokenizer_files import vocabulary
 
     teacher = load_checkpoint(Path(directory))
-    if teacher.tokenizer.get_vocab() != tokenizer.get_vocab():
+    if (vocabulary(teacher.tokenizer, teacher.tokenizer_options.get("whitespace_token"))
+            != vocabulary(tokenizer, D.WHITESPACE_TOKEN)):
         raise SystemExit(f"teacher {directory}: its tokenizer vocabulary is not the student's (bert-base-chinese): "
                          f"soft labels are per token, so both must tokenise alike")
     if sorted(teacher.labels) != sorted(labels):
