@@ -1,6 +1,7 @@
 """The shipped default model, exported and served as the README's first command does, scored through Triton on a
 fixed slice of MSRA test, clean and with noise (evaluation/robustness.py: pieces in 5 % of the gaps, and joined
-sentences): each F1 must stay within 0.5 points of the figure recorded beside the model card."""
+sentences): each F1 must stay within 0.5 points of the figure recorded beside the model card. And the card's training
+command is the one recorded in the checkpoint, with a teacher a clean clone can use."""
 
 from __future__ import annotations
 
@@ -86,3 +87,32 @@ def test_whitespace_and_typed_special_tokens_for_the_default_model(served_defaul
     for protocol, url in (("http", server.http_url), ("grpc", server.grpc_url)):
         with NerClient(url, protocol) as ner:
             assert [(e.type, e.span) for e in ner.extract(text)] == expected, protocol
+
+
+# ------------------------------------------------------------------------------------------- the card's recipe
+
+def _card_command(card: str, prog: str) -> list[str]:
+    """The arguments of the card's one ``python -m <prog>`` command (continuation lines joined)."""
+    import shlex
+
+    text = card.replace("\\\n", " ")
+    lines = [line for line in text.splitlines() if line.strip().startswith(f"python -m {prog} ")]
+    assert len(lines) == 1, lines
+    return shlex.split(lines[0].split("#")[0])[3:]
+
+
+def test_the_card_s_training_command_is_the_one_that_made_the_weights():
+    """The model card's distillation command parses to the training settings recorded in the checkpoint, and its
+    teacher (the committed models/teacher) is accepted for the student's tokenizer as a clean clone would meet it,
+    with no cached soft labels."""
+    from export.checkpoint import load_tokenizer
+    from training.distill import DISTILL_SETTINGS, load_teacher
+    from training.train import training_config
+
+    args = DISTILL_SETTINGS.parse(_card_command((DEFAULT_MODEL / "README.md").read_text(), "training.distill"),
+                                  prog="python -m training.distill")
+    config = json.loads((DEFAULT_MODEL / "config.json").read_text())
+    assert json.loads(json.dumps(training_config(args), default=str)) == config["training"]
+    labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+    _, order = load_teacher(REPO_ROOT / args.teacher, load_tokenizer(DEFAULT_MODEL), labels)
+    assert sorted(order) == list(range(len(labels)))
