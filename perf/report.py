@@ -400,14 +400,13 @@ def markdown(results: dict) -> str:
         c1 = point_at(ner, 1)
         ort = r["baselines"]["ort_int8"]
         stats = c1.get("server_stats", {})
-        if "text_encoder_int8" in stats:
+        step = next(((name, what) for name, what in (
+            ("text_encoder_int8", "the text encoder (tokenizer and encoder in one process) computes for"),
+            ("encoder_int8", "the encoder's compute is")) if name in stats), None)
+        if step:
             out += [f"At concurrency 1 the client sees {c1.get('p50_ms')} ms (p50) where the in-process session needs "
-                    f"{ort.get('p50_ms')} ms; inside Triton the text encoder (tokenizer and encoder in one process) "
-                    f"computes for {stats['text_encoder_int8'].get('compute_infer_ms')} ms per request (mean).", ""]
-        elif "encoder_int8" in stats:
-            out += [f"At concurrency 1 the client sees {c1.get('p50_ms')} ms (p50) where the in-process session needs "
-                    f"{ort.get('p50_ms')} ms; inside Triton the encoder's compute is "
-                    f"{stats['encoder_int8'].get('compute_infer_ms')} ms per request (mean).", ""]
+                    f"{ort.get('p50_ms')} ms; inside Triton {step[1]} {stats[step[0]].get('compute_infer_ms')} ms "
+                    f"per request (mean).", ""]
 
     out += ["## perf_analyzer", ""]
     for size in sizes:
