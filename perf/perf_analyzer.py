@@ -174,9 +174,13 @@ def sweep(model: str, url: str, protocol: str, input_data: Path, concurrencies: 
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--check"]:
-        ok, message = status()
-        print(message)
-        sys.exit(0 if ok else 1)
-    print(__doc__)
-    sys.exit(2)
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m perf.perf_analyzer", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", required=True,
+                        help="print perf_analyzer's version, or why it cannot run (exit 1)")
+    parser.parse_args()
+    ok, message = status()
+    print(message)
+    sys.exit(0 if ok else 1)
