@@ -676,15 +676,31 @@ def triton_counts(grpc_url: str, model: str) -> dict:
             "fail": int(inference.get("fail", {}).get("count", 0))}
 
 
-def settle(grpc_url: str, models: tuple[str, ...], quiet: float = 3.0, timeout: float = 120.0) -> dict:
-    """Triton's counts once they stopped moving for ``quiet`` seconds."""
-    deadline, last, since = time.monotonic() + timeout, None, time.monotonic()
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time of the live processes among ``pids``."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def settle(supervised, models: tuple[str, ...], quiet: float = 3.0, timeout: float = 180.0) -> dict:
+    """Triton's counts once they stopped moving for ``quiet`` seconds while the server and its stubs stayed idle: a
+    step still running a long request moves no count, so unchanged counts alone can end before it does."""
+    pids = process_tree(supervised.state()["server_pid"])
+    deadline, last, since, cpu = time.monotonic() + timeout, None, time.monotonic(), cpu_seconds(pids)
     while time.monotonic() < deadline:
-        now = {m: triton_counts(grpc_url, m) for m in models}
+        now = {m: triton_counts(supervised.grpc_url, m) for m in models}
         if now != last:
-            last, since = now, time.monotonic()
+            last, since, cpu = now, time.monotonic(), cpu_seconds(pids)
         elif time.monotonic() - since >= quiet:
-            break
+            if cpu_seconds(pids) - cpu < 0.1 * quiet:
+                break
+            since, cpu = time.monotonic(), cpu_seconds(pids)
         time.sleep(0.25)
     return last
 
@@ -698,7 +714,7 @@ def test_closed_websocket_stops_its_work_in_triton(supervised, served):
 
     encoder = encoder_step(served.repository, "ner_fp32")
     models = ("ner_fp32", encoder)
-    before = settle(supervised.grpc_url, models)
+    before = settle(supervised, models)
     tag = secrets.token_hex(3)
     long_text_ = "张三在北京的清华大学读书，李四去了上海。" * 2500  # 50,000 characters, 100 windows
     with connect(f"ws://127.0.0.1:{supervised.gateway_port}/ws", origin=supervised.gateway_url) as ws:
@@ -710,7 +726,7 @@ def test_closed_websocket_stops_its_work_in_triton(supervised, served):
             assert time.monotonic() < deadline, "no text ever waited for the FP32 encoder"
             time.sleep(0.02)
         closed = time.monotonic()
-    after = settle(supervised.grpc_url, models)
+    after = settle(supervised, models)
     idle = time.monotonic() - closed
     delta = {m: {k: after[m][k] - before[m][k] for k in after[m]} for m in models}
     log = (supervised.run_dir / "webui.log").read_text(errors="replace")
@@ -728,7 +744,7 @@ def test_a_client_that_floods_one_connection_gets_busy_not_a_queue(supervised):
     are answered 'busy' at once, and Triton receives exactly the requests that were accepted (nothing piles up)."""
     from websockets.sync.client import connect
 
-    before = settle(supervised.grpc_url, ("ner_fp32",))
+    before = settle(supervised, ("ner_fp32",))
     tag = secrets.token_hex(3)
     text = "王小明在微软公司工作，欧阳娜娜在联合国。" * 500
     replies = []
@@ -741,7 +757,7 @@ def test_a_client_that_floods_one_connection_gets_busy_not_a_queue(supervised):
             message = json.loads(ws.recv(timeout=300))
             if "type" not in message:
                 replies.append(message)
-    after = settle(supervised.grpc_url, ("ner_fp32",))
+    after = settle(supervised, ("ner_fp32",))
     busy = [r for r in replies if r.get("code") == "busy"]
     answered = [r for r in replies if "entities" in r]
     received = after["ner_fp32"]["success"] + after["ner_fp32"]["fail"] - before["ner_fp32"]["success"] \
