@@ -33,7 +33,7 @@ from export.repository import RepositoryConfig, encoder_step, ensemble_steps, wr
 from export.synthetic import random_sentence
 from ner_client import AsyncNerClient, NerClient, NerError, ServerError, ServerUnavailable
 from perf.memory import tree_pss
-from serving.processes import cmdline, is_running, listening_sockets, process_tree
+from serving.processes import cmdline, is_running, listening_sockets, process_tree, stat_fields
 from serving.server import REPO_ROOT, ServerConfig, TritonServer, free_port, tail
 # The browser fixtures and helpers of the web UI's own test (Debian's Chromium driven by Playwright).
 from test_webui_browser import SCREENSHOTS, browser_page, chromium, playwright_api, wait_until  # noqa: F401
@@ -678,14 +678,8 @@ def triton_counts(grpc_url: str, model: str) -> dict:
 
 def cpu_seconds(pids: list[int]) -> float:
     """User and system CPU time of the live processes among ``pids``."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
+    fields = [f for f in map(stat_fields, pids) if f is not None]
+    return sum(int(f[11]) + int(f[12]) for f in fields) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def settle(supervised, models: tuple[str, ...], quiet: float = 3.0, timeout: float = 180.0) -> dict:
