@@ -4,7 +4,7 @@
 # requirements/serve.txt.
 FROM nvcr.io/nvidia/tritonserver:24.10-py3
 
-RUN python3 -m pip install --no-cache-dir numpy==1.26.4 tokenizers==0.22.2
+RUN python3 -m pip install --no-cache-dir numpy==1.26.4 hmmlearn==0.3.3 tokenizers==0.22.2
 
 # The model repository is mounted read-only at /models (see deploy/compose.native.yml).
 EXPOSE 8000 8001 8002

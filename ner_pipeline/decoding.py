@@ -24,9 +24,6 @@ from .tagging import Tag, chunk, detect_scheme, parse_label
 from .validation import InputRejected, decoder_texts
 
 
-ROWS_PER_PASS = 64
-
-
 @dataclass
 class _Word:
     start: int
@@ -51,47 +48,25 @@ class Decoder:
         crf_path = os.path.join(folder, "crf.npz")
         return cls(labels, CrfParameters.from_npz(crf_path) if os.path.exists(crf_path) else None)
 
-    def tag_windows(self, windows: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Tag ids and the probability of each chosen tag, per window of emissions [n, C]: the windows in batched
-        passes of up to ``ROWS_PER_PASS`` of similar length (CRF steps cost per call, not per row; the bound keeps a
-        request of a thousand long windows from padding them all at once). A CRF window tagged all O gets NaN
-        probabilities instead of a forward-backward pass: no entity can read them (most sentences have none)."""
-        lengths = np.array([len(window) for window in windows], dtype=np.int64)
-        tagged: list = [None] * len(windows)
-        by_length = np.argsort(-lengths, kind="stable")
-        for first in range(0, len(windows), ROWS_PER_PASS):
-            rows = by_length[first : first + ROWS_PER_PASS]
-            padded = np.zeros((len(rows), lengths[rows[0]], len(self.labels)))
-            for row, window in enumerate(rows):
-                padded[row, : lengths[window]] = windows[window]
-            paths, probs = self._tag_padded(padded, lengths[rows])
-            for row, window in enumerate(rows):
-                tagged[window] = (paths[row, : lengths[window]], probs[row, : lengths[window]])
-        return tagged
-
-    def _tag_padded(self, padded: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self.crf is None:
-            probs = softmax(padded)
-            paths = probs.argmax(axis=-1)
-        else:
-            paths = viterbi(padded, self.crf, lengths)
-            inside = np.arange(padded.shape[1]) < lengths[:, None]
-            with_entity = (inside & ~self._outside[paths]).any(axis=1)
-            probs = np.full(padded.shape, np.nan)
-            if with_entity.any():
-                probs[with_entity] = marginals(padded[with_entity], self.crf, lengths[with_entity])
-        return paths, np.take_along_axis(probs, paths[:, :, None], axis=2)[:, :, 0]
-
     def tag_window(self, emissions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`tag_windows` of one window."""
-        return self.tag_windows([emissions])[0]
+        """Tag ids and the probability of each chosen tag, for one window of emissions [n, C]. A CRF window tagged
+        all O gets NaN probabilities instead of a forward-backward pass: no entity can read them (most sentences
+        have none)."""
+        if self.crf is None:
+            probs = softmax(emissions)
+            path = probs.argmax(axis=-1)
+        else:
+            path = viterbi(emissions, self.crf)
+            if self._outside[path].all():
+                return path, np.full(len(path), np.nan)
+            probs = marginals(emissions, self.crf)
+        return path, probs[np.arange(len(path)), path]
 
-    def _window_words(self, windows: list[tuple[np.ndarray, np.ndarray]]) -> list[list[_Word]]:
-        """The scored words of each window (logits [L, C], word_spans [L, 2]), tagged in batched passes."""
-        scored = [word_spans[:, 0] >= 0 for _, word_spans in windows]
-        tagged = self.tag_windows([logits[keep] for (logits, _), keep in zip(windows, scored)])
-        return [[_Word(s, e, t, p) for (s, e), t, p in zip(word_spans[keep].tolist(), path.tolist(), probs.tolist())]
-                for (_, word_spans), keep, (path, probs) in zip(windows, scored, tagged)]
+    def _window_words(self, logits: np.ndarray, word_spans: np.ndarray) -> list[_Word]:
+        """The scored words of one window (logits [L, C], word_spans [L, 2]), tagged."""
+        keep = word_spans[:, 0] >= 0
+        path, probs = self.tag_window(logits[keep])
+        return [_Word(s, e, t, p) for (s, e), t, p in zip(word_spans[keep].tolist(), path.tolist(), probs.tolist())]
 
     def _continues(self, word: _Word) -> bool:
         return self.tags[word.tag].continues
@@ -126,52 +101,27 @@ class Decoder:
 
     def decode_text(self, text: str, windows: list[tuple[np.ndarray, np.ndarray]]) -> list[dict]:
         """Entities of one text from its windows' (logits [L, C], word_spans [L, 2]), in window order."""
-        return self._entities(text, self._window_words(windows))
+        return self._entities(text, [self._window_words(logits, word_spans) for logits, word_spans in windows])
 
     def decode_batch(
         self, logits: np.ndarray, word_spans: np.ndarray, text_index: np.ndarray, texts: list[str]
     ) -> list[list[dict]]:
-        """Entities per text, for encoder rows laid out by :func:`ner_pipeline.windows.encode_texts`; the rows of
-        every text are tagged together."""
-        tagged = self._window_words([(logits[row], word_spans[row]) for row in range(len(logits))])
-        return self._texts_entities(texts, text_index, iter(tagged))
-
-    def _texts_entities(self, texts: list[str], text_index: np.ndarray, tagged) -> list[list[dict]]:
-        """Entities per text, its windows' tagged words taken from ``tagged`` in row order."""
+        """Entities per text, for encoder rows laid out by :func:`ner_pipeline.windows.encode_texts`."""
         per_text: list[list[list[_Word]]] = [[] for _ in texts]
-        for text in np.asarray(text_index).reshape(-1):
-            per_text[int(text)].append(next(tagged))
+        for row, text in enumerate(np.asarray(text_index).reshape(-1).tolist()):
+            per_text[text].append(self._window_words(logits[row], word_spans[row]))
         return [self._entities(text, windows) for text, windows in zip(texts, per_text)]
-
-    def decode_requests(self, requests: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> list:
-        """The decoder model's answers to the requests of one execution, each (logits, word_spans, text_index,
-        source_text): ENTITIES [n_texts, 1] per request, each the UTF-8 JSON array of one text's entities, with the
-        windows of all the requests tagged together (:meth:`tag_windows`). A request's rows are encoder windows;
-        ``text_index`` [rows, 1] says which text each belongs to (0 to n_texts - 1) and ``source_text`` [rows, 1] holds
-        the text's UTF-8 bytes on its first row (empty on the others), as the tokenizer model lays them out. A request
-        whose tensors do not fit together gets the :class:`InputRejected` that names the problem
-        (:func:`ner_pipeline.validation.decoder_texts`) in place of its answer; the others are answered as usual."""
-        answers: list = []
-        for logits, word_spans, text_index, source_text in requests:
-            try:
-                answers.append(decoder_texts(logits, word_spans, text_index, source_text, len(self.labels)))
-            except InputRejected as err:
-                answers.append(err)
-        fit = [i for i, texts in enumerate(answers) if not isinstance(texts, InputRejected)]
-        tagged = iter(self._window_words([(requests[i][0][row], requests[i][1][row])
-                                          for i in fit for row in range(len(requests[i][0]))]))
-        for i in fit:
-            answers[i] = entities_tensor(self._texts_entities(answers[i], requests[i][2], tagged))
-        return answers
 
     def decode_request(
         self, logits: np.ndarray, word_spans: np.ndarray, text_index: np.ndarray, source_text: np.ndarray
     ) -> np.ndarray:
-        """:meth:`decode_requests` of one request; tensors that do not fit together raise :class:`InputRejected`."""
-        answer = self.decode_requests([(logits, word_spans, text_index, source_text)])[0]
-        if isinstance(answer, InputRejected):
-            raise answer
-        return answer
+        """The decoder model's answer to one request: ENTITIES [n_texts, 1], each the UTF-8 JSON array of one text's
+        entities. The request's rows are encoder windows; ``text_index`` [rows, 1] says which text each belongs to (0
+        to n_texts - 1) and ``source_text`` [rows, 1] holds the text's UTF-8 bytes on its first row (empty on the
+        others), as the tokenizer model lays them out. Tensors that do not fit together raise the
+        :class:`InputRejected` that names the problem (:func:`ner_pipeline.validation.decoder_texts`)."""
+        texts = decoder_texts(logits, word_spans, text_index, source_text, len(self.labels))
+        return entities_tensor(self.decode_batch(logits, word_spans, text_index, texts))
 
 
 def entities_tensor(entities: list[list[dict]]) -> np.ndarray:

@@ -2,10 +2,10 @@
 
 What a server could reach if every request cost only the work of its ensemble's steps: the repository's tokenizer
 (``ner_pipeline.windows.encode_texts`` with its ``tokenizer.json`` and window parameters), the encoder model's
-``EncoderSession`` with that model's run planning at one thread, and the decoder (``Decoder.decode_requests``), with
+``EncoderSession`` with that model's run planning at one thread, and the decoder (``Decoder.decode_request``), with
 no server, client or process hand-over in between. Texts go through it one at a time (a request at concurrency 1)
-and in groups of eight requests (an execution of a busy server: the decoder tags the group's windows in one
-batched pass), each phase timed; the ceiling is the number of cores times the one-core rate of the faster grouping.
+and in groups of eight requests (an execution of a busy server: the encoder runs the group's rows together), each
+phase timed; the ceiling is the number of cores times the one-core rate of the faster grouping.
 An encoder whose cost per row does not fall with the rows run beside it (a recurrent network is sequential over its
 tokens) leaves a server nothing to gain from batching, so for it this ceiling, not the GEMM-bound one, bounds what
 Triton can serve.
@@ -51,9 +51,9 @@ def measure(repository: Path, ensemble: str, texts: list[str], warmup: int = 8) 
         tokenised = time.perf_counter()
         logits = encoder.logits([(batch.input_ids, batch.attention_mask) for batch in batches])
         encoded = time.perf_counter()
-        decoder.decode_requests([(scores, batch.word_spans, batch.text_index.reshape(-1, 1),
-                                  source_texts(np.array([text.encode("utf-8")], dtype=np.object_), batch))
-                                 for text, batch, scores in zip(group, batches, logits)])
+        for text, batch, scores in zip(group, batches, logits):
+            decoder.decode_request(scores, batch.word_spans, batch.text_index.reshape(-1, 1),
+                                   source_texts(np.array([text.encode("utf-8")], dtype=np.object_), batch))
         return tokenised - start, encoded - tokenised, time.perf_counter() - encoded
 
     for text in texts[:warmup]:

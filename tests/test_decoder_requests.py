@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from ner_pipeline import CrfParameters, Decoder, InputRejected
-from ner_pipeline.decoding import ROWS_PER_PASS
 from test_decoder_golden import labels_for, window_rows
 
 pytestmark = pytest.mark.unit
@@ -66,39 +65,24 @@ def test_a_request_of_several_texts_one_with_windows():
         decoder.decode_text(text, window_rows(text, LABELS, windows, seed=t)) for t, (text, windows) in enumerate(texts)]
 
 
-def test_the_requests_of_one_execution_are_answered_each_as_alone():
-    """Their windows are tagged in one batched CRF pass; a request that does not fit gets its error in its place."""
-    rng = np.random.default_rng(0)
-    c = len(LABELS)
-    decoder = Decoder(LABELS, CrfParameters(rng.normal(size=(c, c)), rng.normal(size=c), rng.normal(size=c)))
-    long_windows = [(0, "O B-PER I-PER O O B-LOC I-LOC O".split()), (4, "O B-LOC I-LOC O O O O B-ORG".split())]
-    first = [("王五在上海开会", [(0, "B-PER I-PER O B-LOC I-LOC O O".split())]), ("😀张三的的北京的的的的联合国的", long_windows)]
-    bad = request_tensors([("赵六", [(0, "B-PER I-PER".split())])])
-    bad[0][0, 1, 2] = np.nan
-    last = [("今天下雨", [(0, "O O O O".split())]), ("李四", [(0, "B-PER I-PER".split())])]
-    out = decoder.decode_requests([request_tensors(first), bad, request_tensors(last)])
-    assert isinstance(out[1], InputRejected) and str(out[1]) == "logits holds nan at [0, 1, 2]; scores must be finite"
-    for answer, texts in ((out[0], first), (out[2], last)):
-        assert [json.loads(row[0]) for row in answer] == [
-            decoder.decode_text(text, window_rows(text, LABELS, windows, seed=t))
-            for t, (text, windows) in enumerate(texts)]
-    assert answers(out[0])[0] and answers(out[2])[1]  # entities, with their CRF marginal scores, compared above
-
-
-def test_more_windows_than_one_pass_are_tagged_in_passes_of_similar_length():
+def test_with_a_crf_each_text_of_a_request_decodes_as_alone():
+    """Texts of many lengths, one with two windows: each text's answer, scores (CRF marginals) included, is what its
+    own windows decode to."""
     rng = np.random.default_rng(1)
     c = len(LABELS)
     decoder = Decoder(LABELS, CrfParameters(rng.normal(size=(c, c)), rng.normal(size=c), rng.normal(size=c)))
     names = ["王五", "上海", "联合国"]
-    texts = []
-    for t in range(ROWS_PER_PASS + 9):
+    texts = [("😀张三的的北京的的的的联合国的", [(0, "O B-PER I-PER O O B-LOC I-LOC O".split()),
+                                         (4, "O B-LOC I-LOC O O O O B-ORG".split())])]
+    for t in range(20):
         name = names[t % 3]
         text = "的" * (t % 11) + name + "的" * (t % 5)
         tags = ["O"] * (t % 11) + ["B-PER"] + ["I-PER"] * (len(name) - 1) + ["O"] * (t % 5)
         texts.append((text, [(0, tags)]))
-    out = decoder.decode_requests([request_tensors(texts)])[0]
+    out = decoder.decode_request(*request_tensors(texts))
     assert [json.loads(row[0]) for row in out] == [
         decoder.decode_text(text, window_rows(text, LABELS, windows, seed=t)) for t, (text, windows) in enumerate(texts)]
+    assert all(answers(out)) and all(0 < e["score"] <= 1 for row in out for e in json.loads(row[0]))
 
 
 def test_rows_are_grouped_by_text_index_not_by_their_order():
