@@ -432,15 +432,18 @@ def _same_files(a: dict, b: dict) -> bool:
         for name in ("model.safetensors", "crf.safetensors"))
 
 
-def test_a_killed_run_resumes_to_the_uninterrupted_runs_curves_and_weights(small_data_dir, tmp_path):
+@pytest.mark.parametrize("noise_per_epoch", [False, True], ids=["noise-per-batch", "noise-per-epoch"])
+def test_a_killed_run_resumes_to_the_uninterrupted_runs_curves_and_weights(small_data_dir, tmp_path,
+                                                                           noise_per_epoch):
     """A run SIGKILLed after it saved its state, run again with the same command, resumes from that state and logs
     the loss and dev curves of an uninterrupted run, with the same best checkpoint, bit for bit; the same command with
-    another setting is refused and leaves the state as it was."""
+    another setting is refused and leaves the state as it was. The state is saved mid-epoch, so with
+    --noise-per-epoch the resumed run must draw that epoch's noisy chunks again as they were."""
     from training.train import STATE_FILE
 
     def argv(out, *extra):
         return _small_run(out, small_data_dir, *_RESUMABLE, "--max-steps", "60", "--eval-every", "10",
-                          "--save-every", "30", *extra)
+                          "--save-every", "30", f"--{'' if noise_per_epoch else 'no-'}noise-per-epoch", *extra)
 
     _finish(argv(tmp_path / "whole"), tmp_path / "whole.txt")
     out, state = tmp_path / "cut", tmp_path / "cut" / STATE_FILE
@@ -453,8 +456,8 @@ def test_a_killed_run_resumes_to_the_uninterrupted_runs_curves_and_weights(small
             proc.wait()
     saved = torch.load(state, weights_only=False)
     assert not json.loads((out / "training_log.json").read_text()).get("finished")
-    # in the second epoch, whose data order the state draws again
-    assert (saved["step"], saved["epoch"], saved["batch"]) == (30, 1, 5)
+    # in the second epoch, whose data order (and noise, per epoch) the state draws again
+    assert (saved["step"], saved["epoch"]) == (30, 1) and saved["batch"] == (4 if noise_per_epoch else 5)
 
     before = state.read_bytes()
     refused = subprocess.run(_command(argv(out, "--lr", "2e-2")), capture_output=True, text=True, timeout=600)
@@ -462,11 +465,12 @@ def test_a_killed_run_resumes_to_the_uninterrupted_runs_curves_and_weights(small
     assert state.read_bytes() == before
 
     printed = _finish(argv(out, "--max-minutes", "4"), tmp_path / "cut-2.txt")  # a session's own limit may differ
-    assert "resuming from step 30 of 60 (epoch 1, batch 5)" in printed
+    assert f"resuming from step 30 of 60 (epoch 1, batch {saved['batch']})" in printed
     assert not state.exists() and json.loads((out / "training_log.json").read_text())["resumed_at"] == [30]
     whole_curves, whole_files = _curves(tmp_path / "whole"), _files(tmp_path / "whole")
     cut_curves, cut_files = _curves(out), _files(out)
     assert whole_curves["finished"] and len(whole_curves["evals"]) == 6
+    assert sum(json.loads((tmp_path / "whole" / "training_log.json").read_text())["noise_texts"].values()) > 100
     assert all(e["dev_f1"] > 0 for e in whole_curves["evals"])
     assert cut_curves == whole_curves
     whole_files["config.json"]["training"].pop("max_minutes")

@@ -84,8 +84,12 @@ SETTINGS = SettingGroup("NER_TRAIN_", (
             "entity of its type (0: off; training/augment.py)", type=float),
     Setting("token_dropout", 0.0, "probability of hiding each real training token as [UNK], per batch (0: off; "
             "training/augment.py)", type=float),
-    Setting("noise_share", 0.0, "share of the training chunks perturbed, per batch, by one kind of --noise-kinds "
-            "and tokenised again (0: off; training/augment.py)", type=share),
+    Setting("noise_share", 0.0, "share of the training chunks perturbed, per batch (or per epoch: "
+            "--noise-per-epoch), by one kind of --noise-kinds and tokenised again (0: off; training/augment.py)", type=share),
+    Setting("noise_per_epoch", False, "draw the --noise-share of perturbed chunks once an epoch, over all the "
+            "chunks, before they are cut into batches by length; off: that share of each batch, after it is cut, so "
+            "a batch pads its rows to its longest perturbed chunk (a joined text is 2 to 4 chunks long), which "
+            "halves the steps per minute (docs/experiments.md)", type=boolean),
     Setting("noise_kinds", NOISE_KINDS, "noise kinds, drawn evenly: emoji, rare (characters outside the vocabulary: "
             "[UNK] runs), latin (words, URLs, handles, numbers), width (full-/half-width variants), space (spaces and "
             "line breaks), pieces in 2 to 25 % of the gaps outside entities, tagged O; joined (2 to 4 chunks as one "

@@ -351,8 +351,8 @@ def train(args) -> int:
                             args.noise_split_entities)
              if args.noise_share > 0 else None)
     if noise:
-        print(f"noise: {args.noise_share:g} of the chunks of each batch, kinds {', '.join(args.noise_kinds)}",
-              flush=True)
+        print(f"noise: {args.noise_share:g} of the chunks of each {'epoch' if args.noise_per_epoch else 'batch'}, "
+              f"kinds {', '.join(args.noise_kinds)}", flush=True)
     batches_per_epoch = len(D.bucket_batches(chunks, args.batch_tokens, args.batch_size, random.Random(0)))
     total = int(math.ceil(args.epochs * batches_per_epoch))
     if args.max_steps:
@@ -446,14 +446,16 @@ def train(args) -> int:
 
     def save_state():
         """Everything the next step depends on, so that a resumed run goes on as this one would have."""
+        noise_state = (None, {}) if not noise else epoch_noise if args.noise_per_epoch else (
+            noise.rng.getstate(), dict(noise.counts))
         write_atomically(state_path, lambda p: torch.save({
             "config": run_config(vars(args)), "data": data, "total": total,
             "step": step, "epoch": epoch, "batch": position, "epoch_rng": epoch_rng, "lr_factor": f,
             "model": model.state_dict(), "optimizer": opt.state_dict(),
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
                     "mention": augment_rng.getstate(), "token_dropout": token_dropout_rng.get_state(),
-                    "noise": noise.rng.getstate() if noise else None},
-            "noise_counts": dict(noise.counts) if noise else {},
+                    "noise": noise_state[0]},
+            "noise_counts": noise_state[1],
             "losses": (loss_sum, loss_n, window_sum, first_losses, last_losses, losses),
             "log": log, "best": best, "best_weights": best_weights,
             "seconds": time.time() - t_origin,
@@ -468,7 +470,11 @@ def train(args) -> int:
     resumable = not args.time_schedule
     while step < total and stopped == "steps":
         epoch_rng = rng.getstate()  # the epoch's order is drawn again from here on resume
-        batches = D.bucket_batches(chunks, args.batch_tokens, args.batch_size, rng)
+        epoch_chunks = chunks
+        if noise and args.noise_per_epoch:  # the epoch's noise too: its generator is saved as it was here
+            epoch_noise = (noise.rng.getstate(), dict(noise.counts))
+            epoch_chunks = noise(chunks)
+        batches = D.bucket_batches(epoch_chunks, args.batch_tokens, args.batch_size, rng)
         while position < len(batches) and step < total:
             time_progress = (time.time() - t_train) / budget
             if time_progress >= 1.0:
@@ -482,9 +488,9 @@ def train(args) -> int:
             f = lr_factor(step, progress, warmup, warmup_frac)
             for g, lr in zip(opt.param_groups, base_lrs):
                 g["lr"] = lr * f
-            batch_chunks = [chunks[i] for i in batches[position]]
+            batch_chunks = [epoch_chunks[i] for i in batches[position]]
             position += 1
-            if noise:
+            if noise and not args.noise_per_epoch:
                 batch_chunks = noise(batch_chunks)
             if pool:
                 batch_chunks = [replace_mentions(c, pool, augment_rng, args.mention_replace, args.max_chunk_tokens)
