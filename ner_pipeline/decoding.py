@@ -21,7 +21,7 @@ import numpy as np
 
 from .crf import CrfParameters, marginals, softmax, viterbi
 from .tagging import Tag, chunk, detect_scheme, parse_label
-from .validation import InputRejected, decoder_texts
+from .validation import decoder_texts
 
 
 @dataclass
