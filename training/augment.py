@@ -1,6 +1,7 @@
 """Training-time augmentation. Mention replacement: an entity of a chunk is swapped for another training entity of the
 same type. Token dropout (``mask_tokens``): a few characters of each batch are hidden as ``[UNK]``. Noise
-(:class:`NoiseAugmenter`): a share of each batch's chunks is perturbed as web text is, and tokenised again.
+(:class:`NoiseAugmenter`): a share of each batch's chunks (or of all the chunks once an epoch, before they are cut into
+batches: ``--noise-per-epoch``) is perturbed as web text is, and tokenised again.
 
 Why mention replacement and token dropout: 42 % of the dev entities never occur in train, and the fine-tuned tagger
 recalls 74.7 % of those against 90.8 % of the seen ones (docs/experiments.md): it memorises entity strings. Swapping
