@@ -214,17 +214,26 @@ def _ceiling_rows(results: dict) -> list[list]:
     return rows
 
 
+def _phases(ms_per_text: dict) -> str:
+    return " / ".join(f"{ms_per_text[phase]:.2f}" for phase in PHASES)
+
+
 def _work_rows(results: dict) -> list[list]:
     rows = []
     for size, r in results["sizes"].items():
         work = r.get("pipeline_work")
         if not work:
             continue
-        phases = [" / ".join(f"{work['ms_per_text'][str(group)][phase]:.2f}" for phase in PHASES) for group in GROUPS]
+        phases = [_phases(work["ms_per_text"][str(group)]) for group in GROUPS]
         served = best_point(server_points(r, "ner")[0])["throughput_per_s"]
-        rows.append([size, *phases, work["one_core_texts_per_s"], work["cores"], work["ceiling_texts_per_s"], served,
+        rows.append([size, *phases, _phases(work["ms_per_text_after_idle"]), work["one_core_texts_per_s"], work["cores"], work["ceiling_texts_per_s"], served,
                      f"{served / work['ceiling_texts_per_s']:.1%}"])
     return rows
+
+
+def _idle_ms(results: dict) -> float:
+    return next(r["pipeline_work"]["ms_per_text_after_idle"]["idle_ms"] for r in results["sizes"].values()
+                if r.get("pipeline_work"))
 
 
 def _size_title(results: dict, size: str) -> str:
@@ -265,9 +274,11 @@ def markdown(results: dict) -> str:
                 "with no server, client or hand-over between them, texts one at a time and in groups of eight "
                 "requests; ms per text, tokenizer / encoder / decoder. Its ceiling, the cores times the faster "
                 "grouping's rate, bounds what any server can serve of this work on this machine; served: `ner` at "
-                "its best concurrency (perf_analyzer where it ran).", ""]
-        out += _table(["model", "one at a time", "groups of 8", "one core /s", "cores", "ceiling /s",
-                       "served best /s", "share of ceiling"], work_rows)
+                "its best concurrency (perf_analyzer where it ran). *After idling*: one at a time again, each text "
+                f"after a pause of {_idle_ms(results):g} ms, as a server's processes idle between their turns at "
+                "concurrency 1: what the same work costs on a core that idled.", ""]
+        out += _table(["model", "one at a time", "groups of 8", "after idling", "one core /s", "cores",
+                       "ceiling /s", "served best /s", "share of ceiling"], work_rows)
     out.append("")
 
     out += ["## Machine and versions", ""]
@@ -400,13 +411,20 @@ def markdown(results: dict) -> str:
         c1 = point_at(ner, 1)
         ort = r["baselines"]["ort_int8"]
         stats = c1.get("server_stats", {})
-        step = next(((name, what) for name, what in (
-            ("text_encoder_int8", "the text encoder (tokenizer and encoder in one process) computes for"),
-            ("encoder_int8", "the encoder's compute is")) if name in stats), None)
+        step = next(((name, what, phases) for name, what, phases in (
+            ("text_encoder_int8", "the text encoder (tokenizer and encoder in one process) computes for",
+             ("tokenizer", "encoder")),
+            ("encoder_int8", "the encoder's compute is", ("encoder",))) if name in stats), None)
         if step:
+            name, what, phases = step
+            work = r.get("pipeline_work")
+            in_process = "" if not work else (
+                "; the same work in process takes {:.2f} ms per text one after another and {:.2f} ms after idling "
+                "(*Pipeline work*)".format(*(sum(figures[phase] for phase in phases) for figures in (
+                    work["ms_per_text"]["1"], work["ms_per_text_after_idle"]))))
             out += [f"At concurrency 1 the client sees {c1.get('p50_ms')} ms (p50) where the in-process session needs "
-                    f"{ort.get('p50_ms')} ms; inside Triton {step[1]} {stats[step[0]].get('compute_infer_ms')} ms "
-                    f"per request (mean).", ""]
+                    f"{ort.get('p50_ms')} ms; inside Triton {what} {stats[name].get('compute_infer_ms')} ms "
+                    f"per request (mean){in_process}.", ""]
 
     out += ["## perf_analyzer", ""]
     for size in sizes:

@@ -142,7 +142,7 @@ def test_pipeline_work_ceiling_and_the_served_share_of_it(smoke_run):
         work = r["pipeline_work"]
         # The model that runs the served encoder, as the server's statistics name it.
         assert work["encoder_model"] == encoder_model(r["triton_sdk"]["ner"][0]["server_stats"], "int8"), size
-        for group, figures in work["ms_per_text"].items():
+        for group, figures in [*work["ms_per_text"].items(), ("after idling", work["ms_per_text_after_idle"])]:
             assert all(figures[phase] > 0 for phase in ("tokenizer", "encoder", "decoder")), (size, group)
             assert figures["total"] == pytest.approx(figures["tokenizer"] + figures["encoder"] + figures["decoder"],
                                                      abs=2e-3)
@@ -152,6 +152,9 @@ def test_pipeline_work_ceiling_and_the_served_share_of_it(smoke_run):
                      if (p["model"], p["protocol"]) == ("ner", "grpc"))
         (row,) = [line for line in section.splitlines() if line.startswith(f"| {size} |")]
         assert row.endswith(f" | {served:.2f} | {served / work['ceiling_texts_per_s']:.1%} |"), row
+        after_idle = " / ".join(f"{work['ms_per_text_after_idle'][phase]:.2f}" for phase in ("tokenizer", "encoder",
+                                                                                              "decoder"))
+        assert row.split(" | ")[3] == after_idle, row
 
 
 def test_plots_are_pngs(smoke_run):
