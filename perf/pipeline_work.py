@@ -5,10 +5,10 @@ What a server could reach if every request cost only the work of its ensemble's 
 ``EncoderSession`` with that model's run planning at one thread, and the decoder (``Decoder.decode_request``), with
 no server, client or process hand-over in between. Texts go through it one at a time (a request at concurrency 1)
 and in groups of eight requests (an execution of a busy server: the encoder runs the group's rows together), each
-phase timed; the ceiling is the number of cores times the one-core rate of the faster grouping. A third pass takes the texts one at
-a time after an idle pause, as each process of a server at concurrency 1 idles while the others work: a core that
-idled runs the same code slower for a while (colder caches, a vCPU the hypervisor descheduled), which a tight loop
-never shows.
+phase timed; the ceiling is the number of cores times the one-core rate of the faster grouping. A third pass takes the
+texts one at a time after an idle pause, as each process of a server at concurrency 1 idles while the others work: a
+core that idled runs the same code slower for a while (colder caches, a vCPU the hypervisor descheduled), which a
+tight loop never shows.
 An encoder whose cost per row does not fall with the rows run beside it (a recurrent network is sequential over its
 tokens) leaves a server nothing to gain from batching, so for it this ceiling, not the GEMM-bound one, bounds what
 Triton can serve.

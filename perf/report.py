@@ -226,8 +226,8 @@ def _work_rows(results: dict) -> list[list]:
             continue
         phases = [_phases(work["ms_per_text"][str(group)]) for group in GROUPS]
         served = best_point(server_points(r, "ner")[0])["throughput_per_s"]
-        rows.append([size, *phases, _phases(work["ms_per_text_after_idle"]), work["one_core_texts_per_s"], work["cores"], work["ceiling_texts_per_s"], served,
-                     f"{served / work['ceiling_texts_per_s']:.1%}"])
+        rows.append([size, *phases, _phases(work["ms_per_text_after_idle"]), work["one_core_texts_per_s"],
+                     work["cores"], work["ceiling_texts_per_s"], served, f"{served / work['ceiling_texts_per_s']:.1%}"])
     return rows
 
 
