@@ -576,11 +576,13 @@ def test_killed_python_backend_process_under_load(supervised, served):
         assert o.error == "ServerUnavailable" or (o.error == "ServerError" and (
             "not healthy" in o.message or "unreadable answer" in o.message)), o
     assert max(o.elapsed for _, _, o in outcomes) < timeout + 5
-    # Service resumed: every request a client sent after its first answer since the restart was answered, correctly.
+    # Service resumed: every request a client sent after its first answer since the restart was answered, correctly:
+    # as the same weights answer in process (the tiny model tags the lexicon, and now and then a counter's digits too).
     tail_outcomes = [item for channel in {c for c, _, _ in outcomes} for item in after_first_answer(outcomes, channel, ready)]
     assert tail_outcomes and all(o.ok for _, o in tail_outcomes), [o for _, o in tail_outcomes if not o.ok][:3]
-    for text, o in tail_outcomes:
-        assert [(e.type, e.start, e.end) for e in o.entities] == expected_entities(text)
+    texts = [text for text, _ in tail_outcomes]
+    for (text, o), reference in zip(tail_outcomes, served.reference(texts)):
+        assert [(e.type, e.start, e.end) for e in o.entities] == [(e["type"], e["start"], e["end"]) for e in reference]
 
 SENTENCE = "😀张三在北京的清华大学读书。"
 
