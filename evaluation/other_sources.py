@@ -25,6 +25,7 @@ from ner_pipeline.tagging import chunk, parse_label
 # Resume NER's types scored as the project's; its other types are left out of the score.
 SHARED_TYPES = {"NAME": "PER", "LOC": "LOC", "ORG": "ORG"}
 LAC_TYPES = ("PER", "LOC", "ORG")
+LAC_BASELINE = "lac_untrained"  # the report's name for Baidu LAC's untrained tagger
 RESUME_DEV = Path("resume") / "dev.char.bmes"
 
 
@@ -82,7 +83,7 @@ def evaluate(sentences, models=(), url: str | None = None, protocol: str | None 
     from .served import served_entities
 
     texts = [text for text, _, _ in sentences]
-    runs = {"lac_untrained": lambda: lac_entities(texts)}
+    runs = {LAC_BASELINE: lambda: lac_entities(texts)}
     runs.update({model: (lambda model=model: served_entities(url, protocol, model, texts, batch_size))
                  for model in models})
     if in_process:

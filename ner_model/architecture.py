@@ -35,6 +35,7 @@ DEFAULT_CONFIG = {
     "pad_token_id": 0,
     "lexicon_buckets": 0,
     "lexicon_max_len": 8,
+    "fold_traditional": False,
 }
 # Keys of features this architecture does not have (docs/experiments.md: what they scored, the commit that has them).
 # A checkpoint may carry them switched off, as the shipped one does; their companion sizes (bigram_dim, lac_tags) mean
@@ -217,6 +218,11 @@ class LacBiGruCrf(CrfTagger):
         self.config = cfg
         self.num_labels = int(cfg["num_labels"])
         H = int(cfg["hidden_size"])
+        self.fold_traditional = bool(cfg["fold_traditional"])
+        if self.fold_traditional:
+            # Traditional characters reach the embedding and the (simplified) word lexicon as the Simplified ones the
+            # model learned from: an id-to-id table filled by training.fold, the identity where nothing folds.
+            self.register_buffer("simplified_ids", torch.arange(int(cfg["vocab_size"])))
         self.embed = nn.Embedding(int(cfg["vocab_size"]), int(cfg["embedding_dim"]))
         sizes = [int(cfg["embedding_dim"])] + [2 * H] * int(cfg["num_gru_layers"])
         self.grus = nn.ModuleList(BiGRULayer(sizes[i], H) for i in range(int(cfg["num_gru_layers"])))
@@ -242,6 +248,7 @@ class LacBiGruCrf(CrfTagger):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 lexicon_features: torch.Tensor | None = None) -> torch.Tensor:
         """Emissions [B, L, C]; ``lexicon_features`` (from a ``LexiconMatcher``) when an ensemble shares one."""
+        input_ids = self.folded(input_ids)
         mask = attention_mask.to(torch.int64)
         lengths = mask.sum(dim=1, keepdim=True)  # [B, 1]
         pos = torch.ones_like(input_ids).cumsum(dim=1) - 1  # [B, L]
@@ -261,6 +268,9 @@ class LacBiGruCrf(CrfTagger):
             for layer in self.attn:
                 x = layer(x, key_bias)
         return self.head(x)
+
+    def folded(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.simplified_ids[input_ids] if self.fold_traditional else input_ids
 
 
 def check_config(config: dict) -> dict:

@@ -33,6 +33,8 @@ class LacBiGruCrfEnsemble(CrfTagger):
                           for m in members}
         if len(lexicon_shapes) != 1:
             raise ValueError(f"ensemble members need one lexicon shape, got {sorted(lexicon_shapes)}")
+        if len({m.fold_traditional for m in members}) != 1:
+            raise ValueError("ensemble members must all fold Traditional characters, or none")
         buckets, max_len = lexicon_shapes.pop()
         self.lexicon = LexiconMatcher(buckets, max_len) if buckets else None
         for m in members:
@@ -42,7 +44,8 @@ class LacBiGruCrfEnsemble(CrfTagger):
         self.crf = CRF(self.num_labels)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        words = self.lexicon(input_ids, attention_mask) if self.lexicon is not None else None
+        words = (self.lexicon(self.members[0].folded(input_ids), attention_mask) if self.lexicon is not None
+                 else None)
         return torch.stack([m(input_ids, attention_mask, words) for m in self.members]).mean(dim=0)
 
     @classmethod

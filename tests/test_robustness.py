@@ -107,6 +107,10 @@ def test_the_command_scores_every_row_and_its_clean_row_is_the_evaluation_figure
         assert report["models"][model]["clean"]["per_type"] == reference["models"][model]["per_type"]
     assert report["models"]["ner"]["clean"]["overall"]["f1"] == 1.0
     assert "fixture" in result.stdout and "stray %" in result.stdout
+    # Baidu LAC's untrained tagger on the fixture: the yardstick for text of other sources
+    lac = report["baselines"]["lac_untrained"]
+    assert list(lac) == ["fixture"] and 0.5 < lac["fixture"]["overall"]["f1"] <= 1
+    assert "lac_untrained" in result.stdout
 
 
 @unit

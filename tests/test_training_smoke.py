@@ -132,6 +132,7 @@ def test_loss_falls_and_layout(trained):
     assert cfg["model_type"] == "lac_bigru_crf" and cfg["architectures"] == ["LacBiGruCrf"]
     # BIOES by default (--tag-scheme bioes): O and B/I/E/S of PER, LOC, ORG
     assert cfg["id2label"]["0"] == "O" and cfg["num_labels"] == len(cfg["label2id"]) == 13 and "S-LOC" in cfg["label2id"]
+    assert cfg["fold_traditional"] is True and cfg["fold"]["characters"] > 1000  # training.fold, always on
     from safetensors.numpy import load_file
 
     crf = load_file(str(trained / "crf.safetensors"))

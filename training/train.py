@@ -25,6 +25,7 @@ from .augment import NoiseAugmenter, mask_tokens, mention_pool, replace_mentions
 from .cli import SETTINGS
 from .ensemble import PROGRESS_PREFIX
 from .evaluate import evaluate
+from .fold import fold_into
 
 COMBINE_MINUTES = 2.0  # kept, in an ensemble run, for loading the members, scoring the ensemble on dev and saving it
 MEMBER_SETTINGS_SET_BY_ENSEMBLE = ("output", "seed", "threads", "members", "members_dir", "max_minutes", "progress",
@@ -334,6 +335,7 @@ def train(args) -> int:
           f"({time.time() - t_start:.0f}s)", flush=True)
 
     model = initial_model(args, labels, vocab_lines, tok)
+    fold_into(model, vocab_lines, train_s)
     model.config["training"] = training_config(args)
     model.train()
     opt = torch.optim.AdamW(param_groups(model, args), betas=(0.9, 0.999), eps=1e-8)
