@@ -10,6 +10,8 @@ from ner_pipeline import Decoder, WindowConfig, encode_texts
 
 
 class ReferenceTagger:
+    SLICE = 64  # texts per pass: a whole test's texts may need more windows than one request may hold
+
     def __init__(self, checkpoint: Checkpoint, tokenizer, window: WindowConfig = WindowConfig()):
         self.checkpoint = checkpoint
         self.tokenizer = tokenizer  # the tokenizers.Tokenizer written into the model repository
@@ -17,6 +19,10 @@ class ReferenceTagger:
         self.decoder = Decoder(checkpoint.labels, checkpoint.crf)
 
     def __call__(self, texts: list[str]) -> list[list[dict]]:
+        return [entities for start in range(0, len(texts), self.SLICE)
+                for entities in self._tag(texts[start:start + self.SLICE])]
+
+    def _tag(self, texts: list[str]) -> list[list[dict]]:
         batch = encode_texts(self.tokenizer, texts, self.window)
         # Row by row at its own length: the reference must not depend on how the server pads or batches.
         logits = np.zeros(batch.input_ids.shape + (len(self.checkpoint.labels),), dtype=np.float32)
