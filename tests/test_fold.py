@@ -29,13 +29,8 @@ def test_traditional_characters_fold_to_their_simplified_form_once():
     assert fold_table(vocab, used_characters=set())[0][vocab.index("乾")] == vocab.index("干")
 
 
-def _vocab_lines():
-    lines = vocab_file(default_data_dir()).read_text(encoding="utf-8").split("\n")
-    return lines[:-1] if lines[-1] == "" else lines
-
-
 def test_a_checkpoint_gains_the_fold_and_keeps_its_weights(tmp_path):
-    vocab = _vocab_lines()
+    vocab = D.vocab_lines(vocab_file(default_data_dir()))
     torch.manual_seed(0)
     model = LacBiGruCrf({**label_config(D.scheme_labels("bioes")), "vocab_size": len(vocab), "embedding_dim": 8,
                          "hidden_size": 8, "num_attention_layers": 1, "attention_ffn": 16}).eval()

@@ -35,11 +35,15 @@ def split_train_dev(sentences, dev_size: int):
 
 
 # --------------------------------------------------------------------------------------------------- tokenizer files
+def vocab_lines(vocab_file) -> list[str]:
+    """The tokens of a ``vocab.txt``, one a line (line number = token id)."""
+    lines = Path(vocab_file).read_text(encoding="utf-8").split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
 def check_vocab_ids(tokenizer, vocab_file) -> None:
     """Token ids must be the vocabulary's line numbers: the embedding rows were initialised by line."""
-    lines = Path(vocab_file).read_text(encoding="utf-8").split("\n")
-    if lines and lines[-1] == "":
-        lines = lines[:-1]
+    lines = vocab_lines(vocab_file)
     # bert-base-chinese's vocab repeats 53 "##x" lines; the tokenizer (like the original) maps a repeated token to
     # its last line. Every other token's id must be its line number.
     last = {t: i for i, t in enumerate(lines)}

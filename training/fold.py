@@ -5,8 +5,9 @@ checkpoint trained without it (no weight changes):
 
 A vocabulary character folds to OpenCC's Simplified form of it when that form is in the vocabulary, when it is not
 itself a Simplified character (OpenCC's Simplified-to-Traditional conversion keeps it) and when the Simplified
-training text never uses it: 乾 stays, as in 乾隆. One character for one, so offsets and word positions do not move;
-phrase-level conversions (OpenCC's 著 → 着 by context) are out of reach of a table, and such characters stay.
+training text never uses it: 乾 stays, as in 乾隆. One character for one, so offsets and word positions do not move.
+A table cannot undo OpenCC's phrase-level choices (its Simplified-to-Traditional conversion writes 了 as 瞭 in some
+phrases, and 瞭 stays).
 """
 
 from __future__ import annotations
@@ -65,17 +66,15 @@ def add_to_checkpoint(directory: Path, data_dir) -> None:
     from ner_model.architecture import MODEL_TYPE, LacBiGruCrf
 
     from . import data as D
+    from .cli import SETTINGS
 
     config = json.loads((directory / "config.json").read_text())
     if config.get("model_type") != MODEL_TYPE:
         raise SystemExit(f"{directory} is not a {MODEL_TYPE} checkpoint")
     model = LacBiGruCrf.from_pretrained(directory)
-    dev_size = int(config.get("training", {}).get("dev_size", 3000))
+    dev_size = int(config.get("training", {}).get("dev_size", SETTINGS["dev_size"].default))
     train, _ = D.split_train_dev(read_bio(msra_file("train", data_dir)), dev_size)
-    vocab_lines = (directory / "vocab.txt").read_text(encoding="utf-8").split("\n")
-    if vocab_lines[-1] == "":
-        vocab_lines = vocab_lines[:-1]
-    fold_into(model, vocab_lines, train)
+    fold_into(model, D.vocab_lines(directory / "vocab.txt"), train)
     model.save_pretrained(directory)
 
 

@@ -219,9 +219,7 @@ def prepare_data(args, out: Path):
     write_tokenizer_files(out, vfile)
     tok = load_tokenizer(out)
     D.check_vocab_ids(tok, vfile)
-    vocab_lines = (out / "vocab.txt").read_text(encoding="utf-8").split("\n")
-    if vocab_lines[-1] == "":
-        vocab_lines = vocab_lines[:-1]
+    vocab_lines = D.vocab_lines(out / "vocab.txt")
     sents = read_bio(msra_file("train", args.data_dir))
     train_s, dev_s = D.split_train_dev(sents, args.dev_size)
     if args.train_limit:
