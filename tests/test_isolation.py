@@ -143,8 +143,19 @@ def test_bad_requests_to_each_model_fail_alone_among_good_ones(served, direct):
         except InferenceServerException as err:
             return item, err
 
+    def batched(model, after) -> bool:
+        answered = after[model].inference_stats.success.count - before[model].inference_stats.success.count
+        return 0 < after[model].execution_count - before[model].execution_count < answered
+
+    # The tokenizer batches only what queues while it is busy (no queue delay): on a quiet machine one pass may
+    # never overlap two of its requests, so the load is sent again (at most 3 passes) until every model batched.
+    results = []
     with ThreadPoolExecutor(CONCURRENCY) as pool:
-        results = list(pool.map(call, work))
+        for _ in range(3):
+            results += pool.map(call, work)
+            after = {model: c.get_inference_statistics(model).model_stats[0] for model in models}
+            if all(batched(model, after) for model in models):
+                break
 
     wrong = []
     for item, answer in results:
@@ -162,11 +173,8 @@ def test_bad_requests_to_each_model_fail_alone_among_good_ones(served, direct):
                   and all(word.lower() in str(answer).lower() for word in item[2])):
             wrong.append((item[0], item[2], answer))
     assert not wrong
-    after = {model: c.get_inference_statistics(model).model_stats[0] for model in models}
     for model in models:  # fewer executions than answered requests: each model did run requests together
-        answered = after[model].inference_stats.success.count - before[model].inference_stats.success.count
-        executions = after[model].execution_count - before[model].execution_count
-        assert 0 < executions < answered, (model, executions, answered)
+        assert batched(model, after), (model, after[model].execution_count - before[model].execution_count)
     (entities,) = infer(served, "grpc", [GOOD_TEXTS[0]])
     assert [(e["type"], e["start"], e["end"]) for e in entities] == expected_entities(GOOD_TEXTS[0])
 
