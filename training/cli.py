@@ -72,9 +72,6 @@ SETTINGS = SettingGroup("NER_TRAIN_", (
     Setting("head_lr", 5e-3, "peak learning rate of the emission head", type=float),
     Setting("crf_lr", 2e-2, "peak learning rate of the CRF", type=float),
     Setting("weight_decay", 0.0, "AdamW weight decay (not on the embedding, biases, norms or the CRF)", type=float),
-    Setting("lac_decay", 0.0, "with --init lac, the GRU matrices decay at this rate toward the pretrained weights "
-            "they start from instead of toward zero at --weight-decay (L2-SP: keeps what LAC learnt on other text; "
-            "0: off)", type=float),
     Setting("warmup", 0.03, "linear warm-up, fraction of the steps (then linear decay to 0)", type=float),
     Setting("grad_clip", 5.0, "gradient norm clip (0: none)", type=float),
     Setting("dropout", 0.1, "dropout on embeddings and between layers", type=float),

@@ -168,12 +168,8 @@ def _fill_lexicon(model, args, tokenizer) -> None:
     print(f"lexicon: {tables.words} words in {args.lexicon_buckets} buckets ({tables.dropped} dropped)", flush=True)
 
 
-def decays_to_lac(name: str, args) -> bool:
-    return args.lac_decay > 0 and args.init == "lac" and name.startswith("grus.")
-
-
 def param_groups(model, args):
-    groups = {"embed": [], "encoder": [], "encoder_nd": [], "head": [], "crf": [], "anchored": []}
+    groups = {"embed": [], "encoder": [], "encoder_nd": [], "head": [], "crf": []}
     for name, p in model.named_parameters():
         if name.startswith("crf."):
             groups["crf"].append(p)
@@ -183,8 +179,6 @@ def param_groups(model, args):
             groups["embed"].append(p)
         elif p.ndim < 2:
             groups["encoder_nd"].append(p)
-        elif decays_to_lac(name, args):
-            groups["anchored"].append(p)
         else:
             groups["encoder"].append(p)
     return [
@@ -193,18 +187,7 @@ def param_groups(model, args):
         {"params": groups["encoder_nd"], "lr": args.lr, "weight_decay": 0.0},
         {"params": groups["head"], "lr": args.head_lr, "weight_decay": 0.0},
         {"params": groups["crf"], "lr": args.crf_lr, "weight_decay": 0.0},
-        # AdamW's own decay pulls toward zero: these are pulled toward their pretrained values by decay_toward_anchors
-        {"params": groups["anchored"], "lr": args.lr, "weight_decay": 0.0, "anchored": True},
     ]
-
-
-@torch.no_grad()
-def decay_toward_anchors(opt, anchors: list[torch.Tensor], rate: float) -> None:
-    """AdamW's decoupled weight decay with the pretrained weights, not zero, as the point it pulls toward (L2-SP)."""
-    for group in opt.param_groups:
-        if group.get("anchored"):
-            for p, anchor in zip(group["params"], anchors):
-                p.sub_(p - anchor, alpha=group["lr"] * rate)
 
 
 def lr_factor(step: int, progress: float, warmup: int, warmup_frac: float) -> float:
@@ -354,8 +337,6 @@ def train(args) -> int:
     model.config["training"] = training_config(args)
     model.train()
     opt = torch.optim.AdamW(param_groups(model, args), betas=(0.9, 0.999), eps=1e-8)
-    # the pretrained weights as they were before the first step (a resumed run rebuilds them from LAC alike)
-    anchors = [p.detach().clone() for g in opt.param_groups if g.get("anchored") for p in g["params"]]
     base_lrs = [g["lr"] for g in opt.param_groups]
 
     rng = random.Random(args.seed)
@@ -527,8 +508,6 @@ def train(args) -> int:
             if args.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
             opt.step()
-            if anchors:
-                decay_toward_anchors(opt, anchors, args.lac_decay)
             step += 1
             lv = float(loss.detach())
             loss_sum += lv
