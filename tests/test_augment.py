@@ -265,3 +265,21 @@ def test_a_teacher_s_word_emissions_follow_their_words_through_noise(tokenizer, 
     soft, have = D.collate_soft(out[:8], 3)
     assert soft.shape[:2] == have.shape and have.sum() == sum((~np.isnan(c.soft).any(1)).sum() for c in out[:8])
     assert not np.isnan(soft).any()
+
+
+def test_a_stand_in_target_fills_the_gold_o_words_the_teacher_never_saw(tokenizer, chunks):
+    """``--inserted-target o``: the words of inserted pieces match a stand-in for the teacher's emissions; every word
+    the teacher scored keeps its own, and padding stays without."""
+    scored = [D.Chunk(c.input_ids, c.word_pos, c.labels, c.text, c.tags, c.word_chars,
+                      np.full((len(c.word_pos), 3), 5.0, np.float32)) for c in chunks]
+    out = NoiseAugmenter(tokenizer, D.LABELS, 1.0, ("emoji", "latin"), 48, seed=7)(scored)[:8]
+    stand_in = np.array([9.0, -1.0, -2.0], np.float32)
+    soft, have = D.collate_soft(out, 3, stand_in)
+    plain, plain_have = D.collate_soft(out, 3)
+    assert sum(np.isnan(c.soft).any(1).sum() for c in out) > 10
+    for i, c in enumerate(out):
+        n, unseen = len(c.word_pos), np.isnan(c.soft).any(1)
+        assert (c.labels[unseen] == D.OUTSIDE_ID).all()
+        assert have[i, :n].all() and not have[i, n:].any()
+        assert (soft[i, :n][unseen] == stand_in).all() and (soft[i, :n][~unseen] == 5.0).all()
+        assert (plain_have[i, :n] == ~unseen).all()

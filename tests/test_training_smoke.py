@@ -591,6 +591,14 @@ def test_distillation_follows_the_teacher_and_caches_its_emissions(trained, smal
     assert main(from_card) == 0
     assert "teacher's emissions from" in capsys.readouterr().out and len(list(cache.glob("*.npz"))) == 1
 
+    # --inserted-target o: the words of inserted noise also match the teacher's mean gold-O emissions.
+    stand_in = [str(tmp_path / "stand-in") if a == str(tmp_path / "again") else a for a in again]
+    assert main([*stand_in, "--inserted-target", "o"]) == 0
+    assert "inserted noise matches the teacher's mean gold-O emissions" in capsys.readouterr().out
+    assert json.loads((tmp_path / "stand-in" / "config.json").read_text())["training"]["inserted_target"] == "o"
+    stand_in_log = json.loads((tmp_path / "stand-in" / "training_log.json").read_text())
+    assert stand_in_log["losses"] != logs[1]["losses"]
+
 
 def test_a_teacher_without_the_whitespace_token_teaches_and_one_of_another_vocabulary_is_refused(
         trained, small_data_dir, tmp_path):

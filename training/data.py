@@ -23,6 +23,7 @@ ENTITY_TYPES = ("PER", "LOC", "ORG")
 LABELS = tagging.scheme_labels("BIO", ENTITY_TYPES)  # the corpus's, in which data is read
 TAG_SCHEMES = {"bio": "BIO", "bioes": "BIOES"}  # --tag-scheme → the scheme's name in ner_pipeline.tagging
 UNK_ID = 100
+OUTSIDE_ID = 0  # "O" in every scheme's labels (ner_pipeline.tagging.scheme_labels)
 # Characters after which a long sentence is preferably cut into chunks.
 CUT_AFTER = set("。！？；，、：!?;,:")
 
@@ -185,9 +186,10 @@ def collate(chunks: list[Chunk]):
     return ids, mask, pos, wmask, labels
 
 
-def collate_soft(chunks: list[Chunk], num_labels: int):
+def collate_soft(chunks: list[Chunk], num_labels: int, inserted: np.ndarray | None = None):
     """The teacher's word emissions of a batch as collated by ``collate`` ([B, T, C], zero where there are none) and
-    where they exist ([B, T] bool): padding, chunks without them and words of inserted noise have none."""
+    where they exist ([B, T] bool): padding, chunks without them and words of inserted noise have none, unless
+    ``inserted`` ([C]) stands in for the teacher at the gold-O words it has no emissions for (inserted noise)."""
     T = max(len(c.word_pos) for c in chunks)
     soft = np.zeros((len(chunks), T, num_labels), np.float32)
     have = np.zeros((len(chunks), T), bool)
@@ -196,7 +198,12 @@ def collate_soft(chunks: list[Chunk], num_labels: int):
             continue
         n = len(c.word_pos)
         known = ~np.isnan(c.soft).any(axis=1)
-        soft[i, :n] = np.where(known[:, None], c.soft, 0)
+        rows = np.where(known[:, None], c.soft, 0)
+        if inserted is not None:
+            stand_in = ~known & (c.labels == OUTSIDE_ID)
+            rows[stand_in] = inserted
+            known = known | stand_in
+        soft[i, :n] = rows
         have[i, :n] = known
     return soft, have
 

@@ -12,8 +12,9 @@ scaled by ``T²`` (Hinton et al.), weighted by ``--distill-weight`` beside the C
 gold tags. The softmax makes the target blind to a per-word offset, which a CRF's emissions do not define. Noise is
 added after the teacher has spoken (``training.augment``): a word of the noisy text whose first character is one of
 the clean text's word starts keeps the teacher's emissions; inserted pieces have none and learn from their gold O
-alone. So the student learns the teacher's clean-text judgement together with what the teacher never learnt:
-ignoring the noise.
+alone, or, with ``--inserted-target o``, also match the teacher's mean emissions over the gold-O words of the
+training text, so that the KL term too teaches that a piece is no part of a name. So the student learns the
+teacher's clean-text judgement together with what the teacher never learnt: ignoring the noise.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ TEACHER_SETTINGS = SettingGroup("NER_TRAIN_", (
             type=positive_float),
     Setting("distill_temperature", 1.0, "softmax temperature of the teacher's and the student's emissions",
             type=positive_float),
+    Setting("inserted_target", "none", "what the student matches at the words of inserted noise, which the teacher "
+            "never saw: none (their gold O alone) or o (the teacher's mean emissions over the gold-O words of the "
+            "training text)", choices=("none", "o")),
     Setting("soft_labels_dir", Path("build/distill/soft-labels"), "cache of the teacher's emissions, one file per "
             "teacher and training text", type=Path),
 ), "distillation")
@@ -151,6 +155,16 @@ def attach_soft_labels(args, chunks: list[D.Chunk], tokenizer, labels: list[str]
         raise SystemExit(f"{path} does not match the training chunks; delete it")
     ends = np.cumsum(counts)
     return [replace(c, soft=flat[end - n:end]) for c, n, end in zip(chunks, counts, ends)]
+
+
+def inserted_target(args, chunks: list[D.Chunk], labels: list[str]) -> np.ndarray | None:
+    """The emissions the student matches at inserted noise (``--inserted-target``), or None."""
+    if args.inserted_target == "none":
+        return None
+    rows = [c.soft[c.labels == D.OUTSIDE_ID] for c in chunks if c.soft is not None]
+    mean = np.concatenate(rows).mean(axis=0).astype(np.float32)
+    print(f"inserted noise matches the teacher's mean gold-O emissions {np.round(mean, 2).tolist()}", flush=True)
+    return mean
 
 
 def distillation_loss(model, ids, mask, pos, wmask, labels, soft, have, weight: float, temperature: float):

@@ -328,6 +328,7 @@ def train(args) -> int:
     teacher = getattr(args, "teacher", None)  # set by python -m training.distill
     if teacher:
         chunks = distill.attach_soft_labels(args, chunks, tok, labels)
+    inserted = distill.inserted_target(args, chunks, labels) if teacher else None
     n_tokens = sum(len(c.input_ids) for c in chunks)
     print(f"train: {len(train_s)} sentences → {len(chunks)} chunks, {n_tokens} tokens; dev: {len(dev_s)} sentences "
           f"({time.time() - t_start:.0f}s)", flush=True)
@@ -498,7 +499,7 @@ def train(args) -> int:
             ids, mask, pos, wmask, lab = (torch.from_numpy(a) for a in D.collate(batch_chunks))
             ids = mask_tokens(ids, mask, args.token_dropout, token_dropout_rng)
             if teacher:
-                soft, have = (torch.from_numpy(a) for a in D.collate_soft(batch_chunks, len(labels)))
+                soft, have = (torch.from_numpy(a) for a in D.collate_soft(batch_chunks, len(labels), inserted))
                 loss = distill.distillation_loss(model, ids, mask, pos, wmask, lab, soft, have, args.distill_weight,
                                                  args.distill_temperature)
             else:
