@@ -157,7 +157,7 @@ def attach_soft_labels(args, chunks: list[D.Chunk], tokenizer, labels: list[str]
     return [replace(c, soft=flat[end - n:end]) for c, n, end in zip(chunks, counts, ends)]
 
 
-def inserted_target(args, chunks: list[D.Chunk], labels: list[str]) -> np.ndarray | None:
+def inserted_target(args, chunks: list[D.Chunk]) -> np.ndarray | None:
     """The emissions the student matches at inserted noise (``--inserted-target``), or None."""
     if args.inserted_target == "none":
         return None

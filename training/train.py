@@ -328,7 +328,7 @@ def train(args) -> int:
     teacher = getattr(args, "teacher", None)  # set by python -m training.distill
     if teacher:
         chunks = distill.attach_soft_labels(args, chunks, tok, labels)
-    inserted = distill.inserted_target(args, chunks, labels) if teacher else None
+    inserted = distill.inserted_target(args, chunks) if teacher else None
     n_tokens = sum(len(c.input_ids) for c in chunks)
     print(f"train: {len(train_s)} sentences → {len(chunks)} chunks, {n_tokens} tokens; dev: {len(dev_s)} sentences "
           f"({time.time() - t_start:.0f}s)", flush=True)
