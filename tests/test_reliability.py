@@ -708,9 +708,10 @@ def reply_summary(message: dict) -> dict:
     return {"id": message.get("id"), "entities": len(message.get("entities", []))}
 
 
-def send_until_queued(ws, metrics_port: int, encoder: str, texts: list[str], tries: int = 3) -> list[dict]:
+def send_until_queued(ws, metrics_port: int, encoder: str, texts: list[str],
+                      tries: int = 3) -> tuple[int, list[dict]]:
     """Sends ``texts`` (one burst per try) until Triton's gauge shows one waiting for ``encoder`` while others run;
-    returns the answers that came back before. A burst whose texts were all answered before one had to wait shows
+    returns how many texts were sent and the answers that came back before. A burst whose texts were all answered before one had to wait shows
     nothing about cancellation, so it is sent again; a burst that neither queues nor ends fails with its answers."""
     seen: list[dict] = []
     for attempt in range(tries):
@@ -729,7 +730,7 @@ def send_until_queued(ws, metrics_port: int, encoder: str, texts: list[str], tri
             if "id" in message:
                 replies.append(reply_summary(message))
         else:
-            return seen + replies
+            return len(texts) * (attempt + 1), seen + replies
         seen += replies
     raise AssertionError(f"every burst was answered before a text waited for {encoder}: {seen}")
 
@@ -754,9 +755,8 @@ def test_closed_websocket_stops_its_work_in_triton(supervised, served):
                  max_size=None) as ws:
         assert json.loads(ws.recv(timeout=30))["type"] == "hello"
         texts = [f"{tag}{i}" + long_text_ for i in range(8)]
-        answered = send_until_queued(ws, supervised.metrics_port, encoder, texts)
+        sent, answered = send_until_queued(ws, supervised.metrics_port, encoder, texts)
         closed = time.monotonic()
-    sent = len(texts) * (1 + len(answered) // len(texts))
     after = settle(supervised, models)
     idle = time.monotonic() - closed
     delta = {m: {k: after[m][k] - before[m][k] for k in after[m]} for m in models}
